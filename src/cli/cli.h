@@ -1,0 +1,37 @@
+/* Subcommands of the keel binary; each returns the process exit code
+ * (0 ok, 1 runtime failure, 2 bad input or usage). */
+#ifndef KEEL_CLI_H
+#define KEEL_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/error.h"
+
+int keel_cmd_tokenize(int argc, char **argv);
+int keel_cmd_tokenizer(int argc, char **argv);
+int keel_cmd_prepare(int argc, char **argv);
+int keel_cmd_inspect(int argc, char **argv);
+int keel_cmd_features(int argc, char **argv);
+
+/* Prints "keel <cmd>: <message>" on stderr and returns the exit code for st. */
+int keel_cli_error(const char *cmd, keel_status st);
+int keel_cli_usage_error(const char *cmd, const char *msg);
+
+/* Reads all of stdin (NUL-terminated). */
+char *keel_read_stdin(size_t *len);
+
+/* A progress line on stderr, redrawn at most ~10 times a second. */
+typedef struct keel_progress {
+  const char *what;
+  double t0, last;
+  double total; /* units (bytes) expected, 0 if unknown */
+  int shown;
+} keel_progress;
+
+double keel_now(void);
+void keel_progress_begin(keel_progress *p, const char *what, double total);
+void keel_progress_update(keel_progress *p, double done, const char *extra);
+void keel_progress_end(keel_progress *p, double done, const char *extra);
+
+#endif

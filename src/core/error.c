@@ -1,0 +1,57 @@
+/* Thread-local last-error message and allocation helpers. */
+#include "error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static _Thread_local char errbuf[1024];
+
+keel_status keel_fail(keel_status code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(errbuf, sizeof errbuf, fmt, ap);
+  va_end(ap);
+  return code;
+}
+
+keel_status keel_fail_prefix(keel_status code, const char *prefix) {
+  char tmp[sizeof errbuf];
+  memcpy(tmp, errbuf, sizeof tmp);
+  int n = snprintf(errbuf, sizeof errbuf, "%s: ", prefix);
+  if (n > 0 && (size_t)n < sizeof errbuf) snprintf(errbuf + n, sizeof errbuf - (size_t)n, "%s", tmp);
+  return code;
+}
+
+const char *keel_errmsg(void) { return errbuf[0] ? errbuf : "unknown error"; }
+
+static void oom(unsigned long n) {
+  fprintf(stderr, "keel: out of memory allocating %lu bytes\n", n);
+  abort();
+}
+
+void *keel_xmalloc(unsigned long n) {
+  void *p = malloc(n ? n : 1);
+  if (!p) oom(n);
+  return p;
+}
+
+void *keel_xcalloc(unsigned long n, unsigned long size) {
+  void *p = calloc(n ? n : 1, size ? size : 1);
+  if (!p) oom(n * size);
+  return p;
+}
+
+void *keel_xrealloc(void *p, unsigned long n) {
+  void *q = realloc(p, n ? n : 1);
+  if (!q) oom(n);
+  return q;
+}
+
+char *keel_xstrdup(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *p = keel_xmalloc(n);
+  memcpy(p, s, n);
+  return p;
+}
