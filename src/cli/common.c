@@ -44,18 +44,20 @@ void keel_progress_begin(keel_progress *p, const char *what, double total) {
 }
 
 static void progress_draw(keel_progress *p, double done, const char *extra, int final) {
+  /* on a terminal the line is redrawn in place; elsewhere only the final line is written */
+  const char *cr = isatty(2) ? "\r" : "", *clear = isatty(2) ? "\033[K" : "";
   double dt = keel_now() - p->t0;
   double rate = dt > 0 ? done / dt : 0;
   char eta[32] = "";
   if (p->total > 0 && rate > 0 && !final)
     snprintf(eta, sizeof eta, " ETA %.0fs", (p->total - done) / rate);
   if (p->total > 0)
-    fprintf(stderr, "\r%s: %5.1f%% %.1f/%.1f MB %.1f MB/s%s%s%s\033[K", p->what,
+    fprintf(stderr, "%s%s: %5.1f%% %.1f/%.1f MB %.1f MB/s%s%s%s%s", cr, p->what,
             100.0 * done / p->total, done / 1e6, p->total / 1e6, rate / 1e6, eta,
-            extra ? " " : "", extra ? extra : "");
+            extra ? " " : "", extra ? extra : "", clear);
   else
-    fprintf(stderr, "\r%s: %.1f MB %.1f MB/s%s%s\033[K", p->what, done / 1e6, rate / 1e6,
-            extra ? " " : "", extra ? extra : "");
+    fprintf(stderr, "%s%s: %.1f MB %.1f MB/s%s%s%s", cr, p->what, done / 1e6, rate / 1e6,
+            extra ? " " : "", extra ? extra : "", clear);
   p->shown = 1;
 }
 
