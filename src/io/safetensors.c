@@ -51,7 +51,7 @@ static keel_status parse_entry(keel_st_tensor *t, const char *key, json_t *v, co
       return keel_fail(KEEL_ERR_FORMAT, "%s: tensor \"%.60s\": shape[%d] is not a non-negative integer", name, key, i);
     t->shape[i] = json_integer_value(s);
     bytes *= (unsigned __int128)t->shape[i];
-    if (bytes > (unsigned __int128)data_size && bytes > 0) bytes = (unsigned __int128)data_size + 1;
+    if (bytes >> 64) bytes = (unsigned __int128)1 << 64; /* saturate: no file is that large */
   }
   json_t *b = json_array_get(offs, 0), *e = json_array_get(offs, 1);
   if (!json_is_integer(b) || !json_is_integer(e) || json_integer_value(b) < 0 ||
@@ -61,9 +61,13 @@ static keel_status parse_entry(keel_st_tensor *t, const char *key, json_t *v, co
   if (end > data_size)
     return keel_fail(KEEL_ERR_FORMAT, "%s: tensor \"%.60s\": data_offsets end %llu is past the data (%zu bytes)",
                      name, key, (unsigned long long)end, data_size);
-  if ((unsigned __int128)(end - begin) != bytes)
-    return keel_fail(KEEL_ERR_FORMAT, "%s: tensor \"%.60s\": %llu bytes of data but shape and dtype need %llu",
-                     name, key, (unsigned long long)(end - begin), (unsigned long long)bytes);
+  if ((unsigned __int128)(end - begin) != bytes) {
+    char need[32];
+    if (bytes >> 64) snprintf(need, sizeof need, "over 2^64");
+    else snprintf(need, sizeof need, "%llu", (unsigned long long)bytes);
+    return keel_fail(KEEL_ERR_FORMAT, "%s: tensor \"%.60s\": %llu bytes of data but shape and dtype need %s", name,
+                     key, (unsigned long long)(end - begin), need);
+  }
   t->offset = (size_t)begin;
   t->nbytes = (size_t)(end - begin);
   t->name = keel_xstrdup(key);
