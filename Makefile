@@ -78,14 +78,14 @@ asan:
 FUZZ_BIN := $(FUZZ:tests/fuzz/%.c=build/fuzz/%)
 build/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
 	@mkdir -p $(dir $@)
-	clang $(BASE) -O1 -g -fsanitize=fuzzer,address,undefined -Isrc -o $@ $< $(LIB_SRC) $(LDLIBS)
+	clang $(BASE) -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Isrc -o $@ $< $(LIB_SRC) $(LDLIBS)
 fuzz: $(FUZZ_BIN)
 
 setup:
 	bash scripts/setup.sh
 
 test: setup
-	$(MAKE) all unit
+	$(MAKE) all unit build/bench/tokenizer_bench
 	$(MAKE) asan
 	@if [ "$(HAVE_FUZZER)" = 1 ]; then $(MAKE) fuzz; fi
 	bash scripts/run_tests.sh
@@ -94,7 +94,11 @@ demo: setup
 	$(MAKE) all
 	bash scripts/demo.sh
 
-bench: all
+build/bench/%: bench/%.c $(BUILD)/libkeel.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Isrc -o $@ $< $(BUILD)/libkeel.a $(LDLIBS)
+
+bench: all build/bench/tokenizer_bench
 	bash bench/tokenizer_speed.sh
 
 clean:

@@ -17,7 +17,24 @@ static void usage(void) {
       "      --special         recognise special-token strings in the text (default)\n"
       "      --no-special      treat special-token strings as plain text\n"
       "      --bos / --no-bos  prepend BOS (default: add_bos_token of tokenizer_config.json, else no)\n"
-      "      --skip-special    with --decode: drop special tokens\n");
+      "      --skip-special    with --decode: drop special tokens\n"
+      "      --pieces          print one token a line: id, tab, its text (escaped)\n");
+}
+
+static void print_pieces(const keel_tokenizer *tok, const keel_ids *ids) {
+  for (size_t i = 0; i < ids->n; i++) {
+    int32_t id = ids->v[i];
+    printf("%d\t", id);
+    for (uint32_t k = 0; k < tok->raw_len[id]; k++) {
+      unsigned char c = tok->raw[id][k];
+      if (c == '\n') printf("\\n");
+      else if (c == '\r') printf("\\r");
+      else if (c == '\t') printf("\\t");
+      else if (c < 32 || c == 127) printf("\\x%02x", c);
+      else putchar(c);
+    }
+    putchar('\n');
+  }
 }
 
 static void print_ids(const keel_ids *ids) {
@@ -50,9 +67,10 @@ int keel_cmd_tokenize(int argc, char **argv) {
       {"decode", no_argument, 0, 'd'},          {"special", no_argument, 0, 'S'},
       {"no-special", no_argument, 0, 'N'},      {"bos", no_argument, 0, 'b'},
       {"no-bos", no_argument, 0, 'B'},          {"skip-special", no_argument, 0, 'k'},
-      {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
+      {"pieces", no_argument, 0, 'p'},          {"help", no_argument, 0, 'h'},
+      {0, 0, 0, 0}};
   const char *path = NULL;
-  int lines = 0, decode = 0, special = 1, bos = -1, skip = 0, c;
+  int lines = 0, decode = 0, special = 1, bos = -1, skip = 0, pieces = 0, c;
   optind = 1;
   while ((c = getopt_long(argc, argv, "t:h", opts, NULL)) != -1) {
     switch (c) {
@@ -64,6 +82,7 @@ int keel_cmd_tokenize(int argc, char **argv) {
       case 'b': bos = 1; break;
       case 'B': bos = 0; break;
       case 'k': skip = 1; break;
+      case 'p': pieces = 1; break;
       case 'h': usage(); return 0;
       default: return keel_cli_usage_error("tokenize", "bad option");
     }
@@ -98,7 +117,8 @@ int keel_cmd_tokenize(int argc, char **argv) {
       if (lines) putchar('\n');
     } else {
       keel_tokenizer_encode(tok, in + pos, end - pos, flags, &ids);
-      print_ids(&ids);
+      if (pieces) print_pieces(tok, &ids);
+      else print_ids(&ids);
     }
     pos = end + 1;
     if (!lines || pos >= len) break;

@@ -132,10 +132,10 @@ static void encode_piece(keel_tokenizer *tok, const uint8_t *s, size_t n, keel_i
     tok->pool_n = 0;
   }
   if (tok->pool_n + cnt > tok->pool_cap) {
-    tok->pool_cap = tok->pool_cap ? tok->pool_cap * 2 : 1 << 16;
+    while (tok->pool_n + cnt > tok->pool_cap) tok->pool_cap = tok->pool_cap ? tok->pool_cap * 2 : 1 << 16;
     tok->pool = keel_xrealloc(tok->pool, tok->pool_cap * sizeof *tok->pool);
   }
-  memcpy(tok->pool + tok->pool_n, out->v + start, cnt * sizeof *out->v);
+  if (cnt) memcpy(tok->pool + tok->pool_n, out->v + start, cnt * sizeof *out->v);
   keel_strmap_put(&tok->cache, s, n, (int64_t)((tok->pool_n << 8) | cnt));
   tok->pool_n += cnt;
 }
