@@ -189,7 +189,7 @@ void keel_st_writer_add(keel_st_writer *w, const char *name, keel_dtype dtype, i
   t->name = keel_xstrdup(name);
   t->dtype = dtype;
   t->ndim = ndim;
-  memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+  if (ndim) memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
   t->data = data;
   t->nbytes = (size_t)keel_st_numel(t) * keel_dtype_size(dtype);
 }

@@ -1,6 +1,6 @@
 # The tokenizer benchmark runs and prints its ratios (a check that it works,
 # never a timing test: figures come from `make bench`).
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.bash"
 need_node
 out=$(bash bench/tokenizer_speed.sh 100000)
 echo "$out"

