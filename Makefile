@@ -46,12 +46,12 @@ features:
 	echo "  $$(yn $(HAVE_JANSSON)) jansson   JSON (tokenizer.json, safetensors headers, manifests)"; \
 	echo "  $$(yn $(HAVE_XXHASH)) xxhash    xxh3 checksums of shards and checkpoints"; \
 	echo "optional:"; \
-	echo "  $$(yn $(HAVE_MHD)) libmicrohttpd  keel serve"; \
-	echo "  $$(yn $(HAVE_MPI)) MPI            multi-process training"; \
-	echo "  $$(yn $(HAVE_OPENCL)) OpenCL         OpenCL backend"; \
-	echo "  $$(yn $(HAVE_CUDA)) CUDA (nvcc)    CUDA backend"; \
-	echo "  $$(yn $(HAVE_ZSTD)) zstd           compressed shards"; \
-	echo "  $$(yn $(HAVE_OPENBLAS)) OpenBLAS       optional GEMM peer in benchmarks"; \
+	echo "  $$(yn $(HAVE_MHD)) libmicrohttpd  keel serve (not yet used)"; \
+	echo "  $$(yn $(HAVE_MPI)) MPI            multi-process training (not yet used)"; \
+	echo "  $$(yn $(HAVE_OPENCL)) OpenCL         OpenCL backend (not yet used)"; \
+	echo "  $$(yn $(HAVE_CUDA)) CUDA (nvcc)    CUDA backend (not yet used)"; \
+	echo "  $$(yn $(HAVE_ZSTD)) zstd           compressed shards (not yet used)"; \
+	echo "  $$(yn $(HAVE_OPENBLAS)) OpenBLAS       GEMM peer in benchmarks (not yet used)"; \
 	echo "  $$(yn $(HAVE_FUZZER)) libFuzzer      fuzz targets (clang)"
 
 $(BUILD)/%.o: %.c

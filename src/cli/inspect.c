@@ -143,12 +143,12 @@ int keel_cmd_features(int argc, char **argv) {
   } f[] = {
       {"jansson " JANSSON_VERSION, "JSON: tokenizer.json, safetensors headers, manifests", 1},
       {"xxhash", "xxh3 checksums of shards and checkpoints", 1},
-      {"libmicrohttpd", "keel serve", KEEL_HAVE_MHD},
-      {"MPI", "multi-process training", KEEL_HAVE_MPI},
-      {"OpenCL", "OpenCL backend", KEEL_HAVE_OPENCL},
-      {"CUDA", "CUDA backend", KEEL_HAVE_CUDA},
-      {"zstd", "compressed shards", KEEL_HAVE_ZSTD},
-      {"OpenBLAS", "optional GEMM peer in benchmarks", KEEL_HAVE_OPENBLAS},
+      {"libmicrohttpd", "keel serve (not yet used)", KEEL_HAVE_MHD},
+      {"MPI", "multi-process training (not yet used)", KEEL_HAVE_MPI},
+      {"OpenCL", "OpenCL backend (not yet used)", KEEL_HAVE_OPENCL},
+      {"CUDA", "CUDA backend (not yet used)", KEEL_HAVE_CUDA},
+      {"zstd", "compressed shards (not yet used)", KEEL_HAVE_ZSTD},
+      {"OpenBLAS", "GEMM peer in benchmarks (not yet used)", KEEL_HAVE_OPENBLAS},
   };
   for (size_t i = 0; i < sizeof f / sizeof *f; i++)
     printf("%s %-22s %s\n", f[i].have ? "\xe2\x9c\x93" : "\xe2\x9c\x97", f[i].name, f[i].why);

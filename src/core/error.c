@@ -19,8 +19,10 @@ keel_status keel_fail(keel_status code, const char *fmt, ...) {
 keel_status keel_fail_prefix(keel_status code, const char *prefix) {
   char tmp[sizeof errbuf];
   memcpy(tmp, errbuf, sizeof tmp);
-  int n = snprintf(errbuf, sizeof errbuf, "%s: ", prefix);
-  if (n > 0 && (size_t)n < sizeof errbuf) snprintf(errbuf + n, sizeof errbuf - (size_t)n, "%s", tmp);
+  size_t n = 0;
+  for (const char *parts[3] = {prefix, ": ", tmp}, **p = parts; p < parts + 3; p++)
+    for (const char *c = *p; *c && n + 1 < sizeof errbuf; c++) errbuf[n++] = *c; /* truncates */
+  errbuf[n] = 0;
   return code;
 }
 
