@@ -5,10 +5,11 @@ CC      ?= cc
 CFLAGS  ?= -O2 -g
 WARN    := -Wall -Wextra -Wshadow -Wno-unused-parameter
 BASE    := -std=c11 -D_GNU_SOURCE -pthread -MMD -MP $(WARN)
-LDLIBS  := -ljansson -lxxhash -lm -pthread
+OPENMP  := -fopenmp
+LDLIBS  := -ljansson -lxxhash -lm -pthread -fopenmp
 BUILD   ?= build
 
-LIB_SRC := $(sort $(filter-out src/cli/%,$(wildcard src/*/*.c)))
+LIB_SRC := $(sort $(filter-out src/cli/%,$(wildcard src/*/*.c src/*/*/*.c)))
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
 UNIT    := $(sort $(wildcard tests/unit/test_*.c))
 FUZZ    := $(sort $(wildcard tests/fuzz/fuzz_*.c))
@@ -31,7 +32,7 @@ HAVE_FUZZER  := $(shell echo 'int LLVMFuzzerTestOneInput(const char*d,unsigned l
 FEATURES := -DKEEL_HAVE_MHD=$(HAVE_MHD) -DKEEL_HAVE_MPI=$(HAVE_MPI) -DKEEL_HAVE_OPENCL=$(HAVE_OPENCL) \
             -DKEEL_HAVE_CUDA=$(HAVE_CUDA) -DKEEL_HAVE_ZSTD=$(HAVE_ZSTD) -DKEEL_HAVE_OPENBLAS=$(HAVE_OPENBLAS)
 
-ALL_CFLAGS = $(BASE) $(CFLAGS) $(FEATURES)
+ALL_CFLAGS = $(BASE) $(OPENMP) $(CFLAGS) $(FEATURES)
 
 .PHONY: all lib keel test demo asan fuzz features setup unit clean bench
 all: check-deps $(BUILD)/keel $(BUILD)/libkeel.a
@@ -78,7 +79,7 @@ asan:
 FUZZ_BIN := $(FUZZ:tests/fuzz/%.c=build/fuzz/%)
 build/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
 	@mkdir -p $(dir $@)
-	clang $(BASE) -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Isrc -o $@ $< $(LIB_SRC) $(LDLIBS)
+	clang $(BASE) -Wno-unknown-pragmas -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Isrc -o $@ $< $(LIB_SRC) $(filter-out -fopenmp,$(LDLIBS))
 fuzz: $(FUZZ_BIN)
 
 setup:

@@ -1,0 +1,53 @@
+/* The backend op table: every heavy op of the model, as stateless math on
+ * float arrays. A backend fills what it implements; the CPU backend
+ * (backend/cpu/) implements all of them and defines the right answer.
+ *
+ * Shapes use the model's letters: N rows (tokens), K input width, M output
+ * width, D a normalised width, V vocabulary. Matrices are row-major; a weight
+ * w of a linear layer is (M, K) as in HF files, so out = x w^T. Backward ops
+ * accumulate (+=) into gradients. */
+#ifndef KEEL_BACKEND_H
+#define KEEL_BACKEND_H
+
+#include <stdint.h>
+
+typedef struct keel_backend {
+  const char *name;
+  /* out (N, M) = x (N, K) w (M, K)^T; with accumulate, out += instead */
+  void (*matmul)(float *out, const float *x, const float *w, int N, int K, int M, int accumulate);
+  /* dx (N, K) += dout (N, M) w; dw (M, K) += dout^T x. dx or dw may be NULL. */
+  void (*matmul_backward)(float *dx, float *dw, const float *dout, const float *x, const float *w, int N, int K,
+                          int M);
+  /* out (N, D) = w * x / sqrt(mean(x^2) + eps); rstd (N) saved for backward */
+  void (*rmsnorm)(float *out, float *rstd, const float *x, const float *w, int N, int D, float eps);
+  void (*rmsnorm_backward)(float *dx, float *dw, const float *dout, const float *x, const float *w,
+                           const float *rstd, int N, int D);
+  /* Rotates, in place, n_vec adjacent-pair vectors of width dr per row:
+   * x[n*row_stride + v*vec_stride + 0 .. dr) by angle pos[n]*freq[j] for pair j
+   * (cos_t/sin_t are (max_pos, dr/2) tables). inverse rotates back (the backward). */
+  void (*rope)(float *x, const int *pos, const float *cos_t, const float *sin_t, int N, int n_vec, int row_stride,
+               int vec_stride, int dr, int inverse);
+  /* Causal multi-head attention for one sequence batch, MLA naive form:
+   * q (B*T, H, dq) with dq = dn + dr; kv (B*T, H, dn + dv) holding k_nope then v;
+   * kpe (B*T, dr) shared by all heads; out (B*T, H, dv); att (B, H, T, T) probabilities. */
+  void (*attention)(float *out, float *att, const float *q, const float *kv, const float *kpe, int B, int T, int H,
+                    int dn, int dr, int dv, float scale);
+  void (*attention_backward)(float *dq, float *dkv, float *dkpe, const float *dout, const float *att, const float *q,
+                             const float *kv, const float *kpe, int B, int T, int H, int dn, int dr, int dv,
+                             float scale);
+  /* h (N, I) = silu(g) * u */
+  void (*swiglu)(float *h, const float *g, const float *u, int N, int I);
+  void (*swiglu_backward)(float *dg, float *du, const float *dh, const float *g, const float *u, int N, int I);
+  /* Cross-entropy of logits (N, V) against targets (N) (-1: ignored). Writes each row's
+   * loss to losses (N) and overwrites logits with scale * (softmax - onehot) (0 for ignored rows). */
+  void (*cross_entropy)(float *losses, float *logits, const int32_t *targets, int N, int V, float scale);
+  /* AdamW on n parameters: m, v moments; decoupled weight decay wd; bias-corrected with step t >= 1 */
+  void (*adamw)(float *p, const float *g, float *m, float *v, long n, float lr, float beta1, float beta2, float eps,
+                float wd, int t);
+} keel_backend;
+
+const keel_backend *keel_backend_cpu(void);
+/* Threads the CPU backend may use (0: all cores). */
+void keel_backend_set_threads(int n);
+
+#endif

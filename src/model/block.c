@@ -1,0 +1,330 @@
+/* One decoder block, forward and backward: RMSNorm -> MLA (naive form) ->
+ * residual -> RMSNorm -> dense SwiGLU or DeepSeekMoE -> residual.
+ * Backward accumulates (+=) into the gradient buffers of m->g. */
+#include <math.h>
+#include <string.h>
+
+#include "model.h"
+
+/* Carves scratch arrays out of the model's workspace, in a fixed order. */
+typedef struct carver {
+  float *p;
+} carver;
+static float *take(carver *c, size_t n) {
+  float *r = c->p;
+  memset(r, 0, n * sizeof *r);
+  c->p += (n + 15) & ~(size_t)15;
+  return r;
+}
+
+/* ---- MLA ---- */
+
+static void mla_forward(keel_model *m, const keel_layer_w *w, keel_layer_acts *A, float *out, int B, int T) {
+  const keel_config *c = &m->c;
+  const keel_backend *be = m->be;
+  int N = B * T, d = c->hidden_size, H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim,
+      dv = c->v_head_dim, dq = dn + dr, rq = c->q_lora_rank, rkv = c->kv_lora_rank;
+  if (rq) {
+    be->matmul(A->qa, A->ln1, w->wq_a, N, d, rq, 0);
+    be->rmsnorm(A->qn, A->qn_rstd, A->qa, w->q_norm, N, rq, c->rms_norm_eps);
+    be->matmul(A->q, A->qn, w->wq_b, N, rq, H * dq, 0);
+  } else {
+    be->matmul(A->q, A->ln1, w->wq, N, d, H * dq, 0);
+  }
+  be->rope(A->q + dn, m->pos, m->rope_cos, m->rope_sin, N, H, H * dq, dq, dr, 0);
+  carver cv = {m->ws};
+  float *kva = take(&cv, (size_t)N * (rkv + dr));
+  be->matmul(kva, A->ln1, w->wkv_a, N, d, rkv + dr, 0);
+  for (int n = 0; n < N; n++) {
+    memcpy(A->lat + (size_t)n * rkv, kva + (size_t)n * (rkv + dr), (size_t)rkv * sizeof(float));
+    memcpy(A->kpe + (size_t)n * dr, kva + (size_t)n * (rkv + dr) + rkv, (size_t)dr * sizeof(float));
+  }
+  be->rmsnorm(A->ckv, A->ckv_rstd, A->lat, w->kv_norm, N, rkv, c->rms_norm_eps);
+  be->rope(A->kpe, m->pos, m->rope_cos, m->rope_sin, N, 1, dr, 0, dr, 0);
+  be->matmul(A->kvb, A->ckv, w->wkv_b, N, rkv, H * (dn + dv), 0);
+  be->attention(A->o, A->att, A->q, A->kvb, A->kpe, B, T, H, dn, dr, dv, m->softmax_scale);
+  be->matmul(out, A->o, w->wo, N, H * dv, d, 0);
+}
+
+/* dout (N, d): gradient of the attention output; da (N, d) += gradient of its input. */
+static void mla_backward(keel_model *m, const keel_layer_w *w, keel_layer_w *g, keel_layer_acts *A, const float *dout,
+                         float *da, int B, int T, carver *cv) {
+  const keel_config *c = &m->c;
+  const keel_backend *be = m->be;
+  int N = B * T, d = c->hidden_size, H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim,
+      dv = c->v_head_dim, dq = dn + dr, rq = c->q_lora_rank, rkv = c->kv_lora_rank;
+  float *d_o = take(cv, (size_t)N * H * dv), *dq_ = take(cv, (size_t)N * H * dq),
+        *dkvb = take(cv, (size_t)N * H * (dn + dv)), *dkpe = take(cv, (size_t)N * dr),
+        *dckv = take(cv, (size_t)N * rkv), *dlat = take(cv, (size_t)N * rkv), *dkva = take(cv, (size_t)N * (rkv + dr));
+  be->matmul_backward(d_o, g->wo, dout, A->o, w->wo, N, H * dv, d);
+  be->attention_backward(dq_, dkvb, dkpe, d_o, A->att, A->q, A->kvb, A->kpe, B, T, H, dn, dr, dv, m->softmax_scale);
+  be->matmul_backward(dckv, g->wkv_b, dkvb, A->ckv, w->wkv_b, N, rkv, H * (dn + dv));
+  be->rmsnorm_backward(dlat, g->kv_norm, dckv, A->lat, w->kv_norm, A->ckv_rstd, N, rkv);
+  be->rope(dkpe, m->pos, m->rope_cos, m->rope_sin, N, 1, dr, 0, dr, 1);
+  for (int n = 0; n < N; n++) {
+    memcpy(dkva + (size_t)n * (rkv + dr), dlat + (size_t)n * rkv, (size_t)rkv * sizeof(float));
+    memcpy(dkva + (size_t)n * (rkv + dr) + rkv, dkpe + (size_t)n * dr, (size_t)dr * sizeof(float));
+  }
+  /* kva was the projection of ln1; recompute nothing: wkv_a's input is ln1 */
+  be->matmul_backward(da, g->wkv_a, dkva, A->ln1, w->wkv_a, N, d, rkv + dr);
+  be->rope(dq_ + dn, m->pos, m->rope_cos, m->rope_sin, N, H, H * dq, dq, dr, 1);
+  if (rq) {
+    float *dqn = take(cv, (size_t)N * rq), *dqa = take(cv, (size_t)N * rq);
+    be->matmul_backward(dqn, g->wq_b, dq_, A->qn, w->wq_b, N, rq, H * dq);
+    be->rmsnorm_backward(dqa, g->q_norm, dqn, A->qa, w->q_norm, A->qn_rstd, N, rq);
+    be->matmul_backward(da, g->wq_a, dqa, A->ln1, w->wq_a, N, d, rq);
+  } else {
+    be->matmul_backward(da, g->wq, dq_, A->ln1, w->wq, N, d, H * dq);
+  }
+}
+
+/* ---- feed-forward: dense SwiGLU or MoE ---- */
+
+static void swiglu_ffn(keel_model *m, float *y, const float *u, const float *wg, const float *wu, const float *wd,
+                       float *fg, float *fu, float *fh, int N, int I, int accumulate) {
+  int d = m->c.hidden_size;
+  m->be->matmul(fg, u, wg, N, d, I, 0);
+  m->be->matmul(fu, u, wu, N, d, I, 0);
+  m->be->swiglu(fh, fg, fu, N, I);
+  m->be->matmul(y, fh, wd, N, I, d, accumulate);
+}
+
+static void swiglu_ffn_backward(keel_model *m, float *du, const float *dy, const float *u, const float *wg,
+                                const float *wu, const float *wd, float *gwg, float *gwu, float *gwd, const float *fg,
+                                const float *fu, const float *fh, int N, int I, carver *cv) {
+  int d = m->c.hidden_size;
+  float *dfh = take(cv, (size_t)N * I), *dfg = take(cv, (size_t)N * I), *dfu = take(cv, (size_t)N * I);
+  m->be->matmul_backward(dfh, gwd, dy, fh, wd, N, I, d);
+  m->be->swiglu_backward(dfg, dfu, dfh, fg, fu, N, I);
+  m->be->matmul_backward(du, gwg, dfg, u, wg, N, d, I);
+  m->be->matmul_backward(du, gwu, dfu, u, wu, N, d, I);
+}
+
+/* Router: scores, (group-limited) top-K selection with the balancing bias, weights. */
+static void route(keel_model *m, int layer, keel_layer_acts *A, int N) {
+  const keel_config *c = &m->c;
+  int E = c->n_routed_experts, K = c->num_experts_per_tok, G = c->n_group, TG = c->topk_group, per = E / G;
+  const float *bias = c->topk_method == KEEL_TOPK_NOAUX_TC ? m->bias + (size_t)layer * E : NULL;
+  float sel_score[E], gscore[G];
+  for (int n = 0; n < N; n++) {
+    const float *l = A->logits + (size_t)n * E;
+    float *s = A->scores + (size_t)n * E;
+    if (c->scoring_func == KEEL_SCORE_SIGMOID) {
+      for (int e = 0; e < E; e++) s[e] = 1.0f / (1.0f + expf(-l[e]));
+    } else {
+      float mx = -INFINITY, sum = 0;
+      for (int e = 0; e < E; e++) mx = l[e] > mx ? l[e] : mx;
+      for (int e = 0; e < E; e++) sum += s[e] = expf(l[e] - mx);
+      for (int e = 0; e < E; e++) s[e] /= sum;
+    }
+    for (int e = 0; e < E; e++) sel_score[e] = s[e] + (bias ? bias[e] : 0.0f);
+    if (G > 1 && TG < G) {
+      for (int gi = 0; gi < G; gi++) { /* noaux_tc: sum of the 2 largest; otherwise the max */
+        float a = -INFINITY, b = -INFINITY;
+        for (int e = gi * per; e < (gi + 1) * per; e++) {
+          float v = sel_score[e];
+          if (v > a) b = a, a = v;
+          else if (v > b) b = v;
+        }
+        gscore[gi] = c->topk_method == KEEL_TOPK_NOAUX_TC ? a + b : a;
+      }
+      for (int keep = 0; keep < G - TG; keep++) { /* drop the G-TG weakest groups (ties: the higher index) */
+        int worst = -1;
+        for (int gi = 0; gi < G; gi++)
+          if (gscore[gi] != INFINITY && (worst < 0 || gscore[gi] <= gscore[worst])) worst = gi;
+        for (int e = worst * per; e < (worst + 1) * per; e++) sel_score[e] = -INFINITY;
+        gscore[worst] = INFINITY; /* marks dropped */
+      }
+    }
+    int *sel = A->sel + (size_t)n * K;
+    for (int k = 0; k < K; k++) { /* top-K, ties to the lower index */
+      int best = -1;
+      for (int e = 0; e < E; e++) {
+        int taken = 0;
+        for (int q = 0; q < k; q++) taken |= sel[q] == e;
+        if (!taken && (best < 0 || sel_score[e] > sel_score[best])) best = e;
+      }
+      sel[k] = best;
+    }
+    float *gw = A->gw + (size_t)n * K, sum = 0;
+    for (int k = 0; k < K; k++) sum += gw[k] = s[sel[k]];
+    int norm = c->norm_topk_prob && K > 1;
+    for (int k = 0; k < K; k++) gw[k] = (norm ? gw[k] / (sum + 1e-20f) : gw[k]) * c->routed_scaling_factor;
+  }
+}
+
+static void moe_forward(keel_model *m, int layer, const keel_layer_w *w, keel_layer_acts *A, float *y, int B, int T,
+                        int train) {
+  const keel_config *c = &m->c;
+  const keel_backend *be = m->be;
+  int N = B * T, d = c->hidden_size, E = c->n_routed_experts, K = c->num_experts_per_tok,
+      Ie = c->moe_intermediate_size, S = c->n_shared_experts;
+  be->matmul(A->logits, A->ln2, w->gate, N, d, E, 0);
+  route(m, layer, A, N);
+  /* sort assignments by expert (stable), gather inputs */
+  int *offs = A->offs;
+  memset(offs, 0, (size_t)(E + 1) * sizeof *offs);
+  for (int a = 0; a < N * K; a++) offs[A->sel[a] + 1]++;
+  for (int e = 0; e < E; e++) offs[e + 1] += offs[e];
+  int fill[E];
+  memcpy(fill, offs, (size_t)E * sizeof *fill);
+  for (int a = 0; a < N * K; a++) {
+    int r = fill[A->sel[a]]++;
+    A->order[r] = a;
+    A->slot[a] = r;
+    memcpy(A->ein + (size_t)r * d, A->ln2 + (size_t)(a / K) * d, (size_t)d * sizeof(float));
+  }
+  for (int e = 0; e < E; e++) {
+    int r0 = offs[e], cnt = offs[e + 1] - offs[e];
+    if (train) m->load[(size_t)layer * E + e] += (float)cnt;
+    if (!cnt) continue;
+    swiglu_ffn(m, A->eo + (size_t)r0 * d, A->ein + (size_t)r0 * d, w->e_gate + (size_t)e * Ie * d,
+               w->e_up + (size_t)e * Ie * d, w->e_down + (size_t)e * d * Ie, A->eg + (size_t)r0 * Ie,
+               A->eu + (size_t)r0 * Ie, A->eh + (size_t)r0 * Ie, cnt, Ie, 0);
+  }
+  for (int n = 0; n < N; n++) {
+    float *yr = y + (size_t)n * d;
+    memset(yr, 0, (size_t)d * sizeof *yr);
+    for (int k = 0; k < K; k++) {
+      const float *eo = A->eo + (size_t)A->slot[n * K + k] * d;
+      float gk = A->gw[n * K + k];
+      for (int i = 0; i < d; i++) yr[i] += gk * eo[i];
+    }
+  }
+  if (S) swiglu_ffn(m, y, A->ln2, w->s_gate, w->s_up, w->s_down, A->sg, A->su, A->sh, N, S * Ie, 1);
+  /* sequence-wise balance loss: alpha * mean_b sum_i f_i P_i */
+  if (train && m->balance_alpha > 0) {
+    double total = 0;
+    for (int b = 0; b < B; b++) {
+      float *f = A->fbal + (size_t)b * E;
+      double P[E];
+      memset(f, 0, (size_t)E * sizeof *f);
+      memset(P, 0, sizeof P);
+      for (int t = 0; t < T; t++) {
+        int n = b * T + t;
+        for (int k = 0; k < K; k++) f[A->sel[n * K + k]] += (float)E / ((float)K * T);
+        const float *s = A->scores + (size_t)n * E;
+        double sum = 0;
+        for (int e = 0; e < E; e++) sum += s[e];
+        for (int e = 0; e < E; e++) P[e] += s[e] / sum / T;
+      }
+      for (int e = 0; e < E; e++) total += f[e] * P[e];
+    }
+    m->bal_loss += m->balance_alpha * total / B;
+  }
+}
+
+static void moe_backward(keel_model *m, const keel_layer_w *w, keel_layer_w *g, keel_layer_acts *A, const float *dy,
+                         float *du, int B, int T, carver *cv) {
+  const keel_config *c = &m->c;
+  const keel_backend *be = m->be;
+  int N = B * T, d = c->hidden_size, E = c->n_routed_experts, K = c->num_experts_per_tok,
+      Ie = c->moe_intermediate_size, S = c->n_shared_experts;
+  if (S)
+    swiglu_ffn_backward(m, du, dy, A->ln2, w->s_gate, w->s_up, w->s_down, g->s_gate, g->s_up, g->s_down, A->sg, A->su,
+                        A->sh, N, S * Ie, cv);
+  float *deo = take(cv, (size_t)N * K * d), *dgw = take(cv, (size_t)N * K), *dein = take(cv, (size_t)N * K * d);
+  for (int a = 0; a < N * K; a++) {
+    int r = A->slot[a], n = a / K;
+    const float *dyr = dy + (size_t)n * d, *eo = A->eo + (size_t)r * d;
+    float *dr = deo + (size_t)r * d, gk = A->gw[a], s = 0;
+    for (int i = 0; i < d; i++) {
+      dr[i] = gk * dyr[i];
+      s += dyr[i] * eo[i];
+    }
+    dgw[a] = s;
+  }
+  carver mark = *cv;
+  for (int e = 0; e < E; e++) {
+    int r0 = A->offs[e], cnt = A->offs[e + 1] - r0;
+    if (!cnt) continue;
+    *cv = mark; /* each expert reuses the same scratch */
+    swiglu_ffn_backward(m, dein + (size_t)r0 * d, deo + (size_t)r0 * d, A->ein + (size_t)r0 * d,
+                        w->e_gate + (size_t)e * Ie * d, w->e_up + (size_t)e * Ie * d, w->e_down + (size_t)e * d * Ie,
+                        g->e_gate + (size_t)e * Ie * d, g->e_up + (size_t)e * Ie * d, g->e_down + (size_t)e * d * Ie,
+                        A->eg + (size_t)r0 * Ie, A->eu + (size_t)r0 * Ie, A->eh + (size_t)r0 * Ie, cnt, Ie, cv);
+  }
+  *cv = mark;
+  for (int a = 0; a < N * K; a++) {
+    const float *src = dein + (size_t)A->slot[a] * d;
+    float *dst = du + (size_t)(a / K) * d;
+    for (int i = 0; i < d; i++) dst[i] += src[i];
+  }
+  /* router: weights -> scores (+ balance loss) -> logits */
+  float *ds = take(cv, (size_t)N * E);
+  int norm = c->norm_topk_prob && K > 1;
+  float rs = c->routed_scaling_factor;
+  for (int n = 0; n < N; n++) {
+    const float *s = A->scores + (size_t)n * E;
+    const int *sel = A->sel + (size_t)n * K;
+    const float *dg = dgw + (size_t)n * K;
+    float *dsr = ds + (size_t)n * E;
+    if (norm) {
+      float sum = 0, dot = 0;
+      for (int k = 0; k < K; k++) sum += s[sel[k]], dot += dg[k] * s[sel[k]];
+      sum += 1e-20f;
+      for (int k = 0; k < K; k++) dsr[sel[k]] += rs * (dg[k] / sum - dot / (sum * sum));
+    } else {
+      for (int k = 0; k < K; k++) dsr[sel[k]] += rs * dg[k];
+    }
+    if (m->balance_alpha > 0) { /* d/ds of alpha/B * sum_i f_i * (1/T) * s_i / sum_j s_j */
+      int b = n / T;
+      const float *f = A->fbal + (size_t)b * E;
+      double sum = 0, dot = 0;
+      for (int e = 0; e < E; e++) sum += s[e];
+      float coef = m->balance_alpha / ((float)B * T);
+      for (int e = 0; e < E; e++) dot += coef * f[e] * s[e] / sum;
+      for (int e = 0; e < E; e++) dsr[e] += (float)((coef * f[e] - dot) / sum);
+    }
+  }
+  float *dl = take(cv, (size_t)N * E);
+  for (int n = 0; n < N; n++) {
+    const float *s = A->scores + (size_t)n * E, *dsr = ds + (size_t)n * E;
+    float *dlr = dl + (size_t)n * E;
+    if (c->scoring_func == KEEL_SCORE_SIGMOID) {
+      for (int e = 0; e < E; e++) dlr[e] = dsr[e] * s[e] * (1 - s[e]);
+    } else {
+      float dot = 0;
+      for (int e = 0; e < E; e++) dot += s[e] * dsr[e];
+      for (int e = 0; e < E; e++) dlr[e] = s[e] * (dsr[e] - dot);
+    }
+  }
+  be->matmul_backward(du, g->gate, dl, A->ln2, w->gate, N, d, E);
+}
+
+/* ---- the block ---- */
+
+void keel_block_forward(keel_model *m, int layer, keel_layer_acts *A, const float *x, int B, int T, int train) {
+  const keel_config *c = &m->c;
+  const keel_layer_w *w = &m->w.layers[layer];
+  int N = B * T, d = c->hidden_size;
+  A->x = (float *)x;
+  m->be->rmsnorm(A->ln1, A->ln1_rstd, x, w->ln1, N, d, c->rms_norm_eps);
+  mla_forward(m, w, A, A->x2, B, T);
+  for (size_t i = 0; i < (size_t)N * d; i++) A->x2[i] += x[i];
+  m->be->rmsnorm(A->ln2, A->ln2_rstd, A->x2, w->ln2, N, d, c->rms_norm_eps);
+  if (w->moe)
+    moe_forward(m, layer, w, A, A->out, B, T, train);
+  else
+    swiglu_ffn(m, A->out, A->ln2, w->w_gate, w->w_up, w->w_down, A->fg, A->fu, A->fh, N, c->intermediate_size, 0);
+  for (size_t i = 0; i < (size_t)N * d; i++) A->out[i] += A->x2[i];
+}
+
+void keel_block_backward(keel_model *m, int layer, keel_layer_acts *A, const float *dout, float *dx, int B, int T) {
+  const keel_config *c = &m->c;
+  const keel_layer_w *w = &m->w.layers[layer];
+  keel_layer_w *g = &m->g.layers[layer];
+  int N = B * T, d = c->hidden_size;
+  carver cv = {m->ws};
+  float *dx2 = take(&cv, (size_t)N * d), *du = take(&cv, (size_t)N * d), *da = take(&cv, (size_t)N * d);
+  memcpy(dx2, dout, (size_t)N * d * sizeof *dx2);
+  if (w->moe)
+    moe_backward(m, w, g, A, dout, du, B, T, &cv);
+  else
+    swiglu_ffn_backward(m, du, dout, A->ln2, w->w_gate, w->w_up, w->w_down, g->w_gate, g->w_up, g->w_down, A->fg,
+                        A->fu, A->fh, N, c->intermediate_size, &cv);
+  m->be->rmsnorm_backward(dx2, g->ln2, du, A->x2, w->ln2, A->ln2_rstd, N, d);
+  mla_backward(m, w, g, A, dx2, da, B, T, &cv);
+  memcpy(dx, dx2, (size_t)N * d * sizeof *dx);
+  m->be->rmsnorm_backward(dx, g->ln1, da, A->x, w->ln1, A->ln1_rstd, N, d);
+}
