@@ -15,6 +15,7 @@ debs=(
   "libclang-rt-14-dev:sanitizer and fuzzer runtimes for clang"
   "libjansson-dev:JSON parsing and writing"
   "libxxhash-dev:xxh3 checksums"
+  "python3-torch:the PyTorch reference of the model tests"
 )
 missing=()
 for entry in "${debs[@]}"; do

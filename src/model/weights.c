@@ -1,0 +1,219 @@
+/* HF-layout model directories. */
+#include "weights.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../io/file.h"
+#include "../io/json.h"
+#include "../io/safetensors.h"
+
+static char *join(const char *dir, const char *name) {
+  size_t n = strlen(dir) + strlen(name) + 2;
+  char *p = keel_xmalloc(n);
+  snprintf(p, n, "%s/%s", dir, name);
+  return p;
+}
+
+/* Converts one stored tensor to fp32, applying FP8 block scales when given. */
+static keel_status to_f32(float *dst, const keel_st_tensor *t, const keel_st_tensor *scale, const char *file) {
+  size_t n = (size_t)keel_st_numel(t);
+  const uint8_t *p = t->data;
+  switch (t->dtype) {
+    case KEEL_DTYPE_F32: memcpy(dst, p, n * 4); break;
+    case KEEL_DTYPE_BF16:
+      for (size_t i = 0; i < n; i++) dst[i] = keel_bf16_to_f32((unsigned short)(p[2 * i] | p[2 * i + 1] << 8));
+      break;
+    case KEEL_DTYPE_F16:
+      for (size_t i = 0; i < n; i++) dst[i] = keel_f16_to_f32((unsigned short)(p[2 * i] | p[2 * i + 1] << 8));
+      break;
+    case KEEL_DTYPE_F8_E4M3: {
+      if (!scale || t->ndim != 2)
+        return keel_fail(KEEL_ERR_FORMAT, "%s: %s: F8_E4M3 weight without a 2-D weight_scale_inv", file, t->name);
+      int64_t R = t->shape[0], C = t->shape[1], br = (R + 127) / 128, bc = (C + 127) / 128;
+      if (scale->ndim != 2 || scale->shape[0] != br || scale->shape[1] != bc || scale->dtype != KEEL_DTYPE_F32)
+        return keel_fail(KEEL_ERR_FORMAT, "%s: %s_scale_inv: expected F32 [%lld, %lld]", file, t->name, (long long)br,
+                         (long long)bc);
+      const float *s = scale->data;
+      float sv;
+      for (int64_t r = 0; r < R; r++)
+        for (int64_t c = 0; c < C; c++) {
+          memcpy(&sv, (const uint8_t *)s + 4 * ((r / 128) * bc + c / 128), 4);
+          dst[r * C + c] = keel_f8e4m3_to_f32(p[r * C + c]) * sv;
+        }
+      break;
+    }
+    default:
+      return keel_fail(KEEL_ERR_FORMAT, "%s: %s: dtype %s is not a float type keel loads", file, t->name,
+                       keel_dtype_name(t->dtype));
+  }
+  return KEEL_OK;
+}
+
+typedef struct shard_set {
+  char **files;
+  keel_st_file *st;
+  int n;
+} shard_set;
+
+static keel_status open_shards(shard_set *s, const char *dir) {
+  memset(s, 0, sizeof *s);
+  char *single = join(dir, "model.safetensors"), *index = join(dir, "model.safetensors.index.json");
+  keel_status st = KEEL_OK;
+  if (keel_path_exists(single)) {
+    s->files = keel_xcalloc(1, sizeof *s->files);
+    s->files[s->n++] = single;
+    single = NULL;
+  } else if (keel_path_exists(index)) {
+    json_t *j;
+    if ((st = keel_json_load_file(&j, index))) goto done;
+    json_t *map = json_object_get(j, "weight_map");
+    if (!json_is_object(map)) {
+      json_decref(j);
+      st = keel_fail(KEEL_ERR_FORMAT, "%s: weight_map is missing", index);
+      goto done;
+    }
+    s->files = keel_xcalloc(json_object_size(map) + 1, sizeof *s->files);
+    const char *k;
+    json_t *v;
+    json_object_foreach(map, k, v) {
+      if (!json_is_string(v) || strchr(json_string_value(v), '/')) {
+        st = keel_fail(KEEL_ERR_FORMAT, "%s: weight_map[\"%.60s\"] must be a file name", index, k);
+        break;
+      }
+      int seen = 0;
+      for (int i = 0; i < s->n && !seen; i++) seen = strcmp(strrchr(s->files[i], '/') + 1, json_string_value(v)) == 0;
+      if (!seen) s->files[s->n++] = join(dir, json_string_value(v));
+    }
+    json_decref(j);
+  } else {
+    st = keel_fail(KEEL_ERR_ARG, "%s: no model.safetensors or model.safetensors.index.json", dir);
+  }
+  if (!st) {
+    s->st = keel_xcalloc((size_t)s->n + 1, sizeof *s->st);
+    for (int i = 0; i < s->n && !st; i++) st = keel_st_open(&s->st[i], s->files[i]);
+  }
+done:
+  free(single);
+  free(index);
+  return st;
+}
+
+static void close_shards(shard_set *s) {
+  for (int i = 0; i < s->n; i++) {
+    if (s->st) keel_st_close(&s->st[i]);
+    free(s->files[i]);
+  }
+  free(s->st);
+  free(s->files);
+}
+
+static const keel_st_tensor *find(const shard_set *s, const char *name, int *file) {
+  for (int i = 0; i < s->n; i++) {
+    const keel_st_tensor *t = keel_st_find(&s->st[i], name);
+    if (t) {
+      *file = i;
+      return t;
+    }
+  }
+  return NULL;
+}
+
+keel_status keel_model_load_weights(keel_model *m, const char *dir) {
+  shard_set s;
+  keel_status st = open_shards(&s, dir);
+  if (st) {
+    close_shards(&s);
+    return st;
+  }
+  for (int i = 0; i < m->tab.n && !st; i++) {
+    const keel_param_info *p = &m->tab.t[i];
+    int f;
+    const keel_st_tensor *t = find(&s, p->name, &f);
+    if (!t) {
+      st = keel_fail(KEEL_ERR_FORMAT, "%s: tensor %s is missing", dir, p->name);
+      break;
+    }
+    int ok = t->ndim == p->ndim;
+    for (int k = 0; ok && k < p->ndim; k++) ok = t->shape[k] == p->shape[k];
+    if (!ok) {
+      st = keel_fail(KEEL_ERR_FORMAT, "%s: %s: shape does not match config.json", s.files[f], p->name);
+      break;
+    }
+    char sname[128];
+    snprintf(sname, sizeof sname, "%s_scale_inv", p->name);
+    int sf;
+    const keel_st_tensor *scale = find(&s, sname, &sf);
+    st = to_f32(m->params + p->offset, t, scale, s.files[f]);
+  }
+  /* balancing biases (noaux_tc), F32 [E]; absent means zero */
+  int LD = m->c.num_hidden_layers + m->c.num_nextn_predict_layers, E = m->c.n_routed_experts;
+  for (int l = 0; l < LD && !st; l++) {
+    if (!m->w.layers[l].moe || m->c.topk_method != KEEL_TOPK_NOAUX_TC) continue;
+    char name[96];
+    snprintf(name, sizeof name, "model.layers.%d.mlp.gate.e_score_correction_bias", l);
+    int f;
+    const keel_st_tensor *t = find(&s, name, &f);
+    if (!t) continue;
+    if (t->ndim != 1 || t->shape[0] != E)
+      st = keel_fail(KEEL_ERR_FORMAT, "%s: %s: expected [%d]", s.files[f], name, E);
+    else
+      st = to_f32(m->bias + (size_t)l * E, t, NULL, s.files[f]);
+  }
+  close_shards(&s);
+  return st;
+}
+
+keel_status keel_model_load(keel_model *m, const char *dir, const keel_backend *be) {
+  keel_config c;
+  char *cfg = join(dir, "config.json");
+  keel_status st = keel_config_load(&c, cfg);
+  free(cfg);
+  if (st) return st;
+  keel_model_init(m, &c, be);
+  if ((st = keel_model_load_weights(m, dir))) keel_model_free(m);
+  return st;
+}
+
+keel_status keel_model_save(const keel_model *m, const char *dir) {
+  keel_status st = keel_mkdirs(dir);
+  if (st) return st;
+  keel_st_writer w;
+  keel_st_writer_init(&w);
+  keel_st_writer_meta(&w, "format", "pt");
+  for (int i = 0; i < m->tab.n; i++) {
+    const keel_param_info *p = &m->tab.t[i];
+    keel_st_writer_add(&w, p->name, KEEL_DTYPE_F32, p->ndim, p->shape, m->params + p->offset);
+  }
+  const keel_config *c = &m->c;
+  int L = c->num_hidden_layers, D = c->num_nextn_predict_layers, E = c->n_routed_experts;
+  char(*names)[96] = keel_xcalloc((size_t)(L + 3 * D + 1), sizeof *names);
+  int nn = 0;
+  for (int l = 0; l < L + D; l++) {
+    if (!m->w.layers[l].moe || c->topk_method != KEEL_TOPK_NOAUX_TC) continue;
+    snprintf(names[nn], sizeof names[nn], "model.layers.%d.mlp.gate.e_score_correction_bias", l);
+    int64_t shape[1] = {E};
+    keel_st_writer_add(&w, names[nn++], KEEL_DTYPE_F32, 1, shape, m->bias + (size_t)l * E);
+  }
+  /* MTP modules carry copies of the shared embedding and head in the HF layout */
+  int64_t vd[2] = {c->vocab_size, c->hidden_size};
+  for (int k = 0; k < D; k++) {
+    snprintf(names[nn], sizeof names[nn], "model.layers.%d.embed_tokens.weight", L + k);
+    keel_st_writer_add(&w, names[nn++], KEEL_DTYPE_F32, 2, vd, m->w.embed);
+    snprintf(names[nn], sizeof names[nn], "model.layers.%d.shared_head.head.weight", L + k);
+    keel_st_writer_add(&w, names[nn++], KEEL_DTYPE_F32, 2, vd, m->w.head);
+  }
+  char *path = join(dir, "model.safetensors");
+  st = keel_st_writer_save(&w, path);
+  free(path);
+  free(names);
+  keel_st_writer_free(&w);
+  if (st) return st;
+  json_t *j = keel_config_to_json(c);
+  char *cfg = join(dir, "config.json");
+  st = keel_json_save_file(j, cfg, 2);
+  free(cfg);
+  json_decref(j);
+  return st;
+}

@@ -1,0 +1,30 @@
+/* AdamW with decoupled weight decay (matrices only, never norms), global
+ * gradient-norm clipping, and learning-rate schedules. */
+#ifndef KEEL_TRAIN_OPTIM_H
+#define KEEL_TRAIN_OPTIM_H
+
+#include "../model/model.h"
+
+typedef struct keel_adamw {
+  float *m, *v;   /* (n) moments, laid out like the parameters */
+  size_t n;
+  long t;         /* steps taken */
+  float beta1, beta2, eps, wd;
+} keel_adamw;
+
+void keel_adamw_init(keel_adamw *o, size_t n, float beta1, float beta2, float eps, float wd);
+void keel_adamw_free(keel_adamw *o);
+void keel_adamw_step(keel_adamw *o, keel_model *m, float lr);
+
+/* L2 norm of all gradients (double accumulation). */
+double keel_grad_norm(const keel_model *m);
+/* Scales gradients so their norm is at most max_norm; returns the norm before. */
+double keel_grad_clip(keel_model *m, float max_norm);
+
+typedef enum keel_schedule { KEEL_SCHED_COSINE, KEEL_SCHED_WSD, KEEL_SCHED_CONSTANT } keel_schedule;
+/* Linear warm-up to lr, then: cosine to min_lr; WSD (constant, then linear
+ * decay to min_lr over the last 20% of steps); or constant. step is 0-based. */
+float keel_lr_at(keel_schedule s, long step, long total, long warmup, float lr, float min_lr);
+int keel_schedule_parse(const char *name, keel_schedule *s);
+
+#endif
