@@ -11,6 +11,8 @@ static const struct {
   const char *help;
 } commands[] = {
     {"prepare", keel_cmd_prepare, "text files -> tokenizer + token shards"},
+    {"init", keel_cmd_init, "write a randomly initialised model from a config.json"},
+    {"train", keel_cmd_train, "train a model on prepared shards"},
     {"tokenize", keel_cmd_tokenize, "text <-> token ids with a tokenizer.json"},
     {"tokenizer", keel_cmd_tokenizer, "tokenizer tools: train a BPE vocabulary"},
     {"inspect", keel_cmd_inspect, "what is in a safetensors file, token shard or tokenizer"},

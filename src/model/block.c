@@ -303,11 +303,17 @@ void keel_block_forward(keel_model *m, int layer, keel_layer_acts *A, const floa
   mla_forward(m, w, A, A->x2, B, T);
   for (size_t i = 0; i < (size_t)N * d; i++) A->x2[i] += x[i];
   m->be->rmsnorm(A->ln2, A->ln2_rstd, A->x2, w->ln2, N, d, c->rms_norm_eps);
+  keel_ffn_forward(m, layer, A, B, T, train);
+  for (size_t i = 0; i < (size_t)N * d; i++) A->out[i] += A->x2[i];
+}
+
+void keel_ffn_forward(keel_model *m, int layer, keel_layer_acts *A, int B, int T, int train) {
+  const keel_layer_w *w = &m->w.layers[layer];
   if (w->moe)
     moe_forward(m, layer, w, A, A->out, B, T, train);
   else
-    swiglu_ffn(m, A->out, A->ln2, w->w_gate, w->w_up, w->w_down, A->fg, A->fu, A->fh, N, c->intermediate_size, 0);
-  for (size_t i = 0; i < (size_t)N * d; i++) A->out[i] += A->x2[i];
+    swiglu_ffn(m, A->out, A->ln2, w->w_gate, w->w_up, w->w_down, A->fg, A->fu, A->fh, B * T,
+               m->c.intermediate_size, 0);
 }
 
 void keel_block_backward(keel_model *m, int layer, keel_layer_acts *A, const float *dout, float *dx, int B, int T) {

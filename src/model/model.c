@@ -57,7 +57,7 @@ void keel_model_free(keel_model *m) {
   memset(m, 0, sizeof *m);
 }
 
-static void rope_tables(keel_model *m, int len) {
+void keel_model_rope_tables(keel_model *m, int len) {
   if (len <= m->rope_len) return;
   int half = m->c.qk_rope_head_dim / 2;
   double freqs[half];
@@ -79,7 +79,7 @@ keel_status keel_model_reserve(keel_model *m, int B, int T) {
   if (B <= 0 || T <= 0) return keel_fail(KEEL_ERR_ARG, "batch %d x %d is empty", B, T);
   if (m->acts && B * T <= m->B * m->T && T <= m->T && B <= m->B) return KEEL_OK;
   free_acts(m);
-  rope_tables(m, T);
+  keel_model_rope_tables(m, T);
   size_t N = (size_t)B * T;
   int d = c->hidden_size, H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim,
       dv = c->v_head_dim, dq = dn + dr, rq = c->q_lora_rank, rkv = c->kv_lora_rank, I = c->intermediate_size,

@@ -72,6 +72,8 @@ keel_status keel_model_init(keel_model *m, const keel_config *c, const keel_back
 void keel_model_free(keel_model *m);
 /* (Re)allocates activations for batches of B sequences of T tokens. */
 keel_status keel_model_reserve(keel_model *m, int B, int T);
+/* Makes the RoPE cos/sin tables cover positions 0..len-1. */
+void keel_model_rope_tables(keel_model *m, int len);
 void keel_model_zero_grad(keel_model *m);
 void keel_model_zero_load(keel_model *m);
 
@@ -86,6 +88,8 @@ void keel_model_update_bias(keel_model *m, float gamma);
 
 /* Decoder block pieces (block.c), shared with inference. */
 void keel_block_forward(keel_model *m, int layer, keel_layer_acts *A, const float *x, int B, int T, int train);
+/* The feed-forward half alone: reads A->ln2, writes A->out (no residual). */
+void keel_ffn_forward(keel_model *m, int layer, keel_layer_acts *A, int B, int T, int train);
 void keel_block_backward(keel_model *m, int layer, keel_layer_acts *A, const float *dout, float *dx, int B, int T);
 
 #endif

@@ -6,6 +6,7 @@
 
 #include "check.h"
 #include "core/rng.h"
+#include "infer/session.h"
 #include "model/model.h"
 
 static const char *tiny_json =
@@ -149,8 +150,46 @@ static void test_gradients(void) {
   keel_model_free(&m);
 }
 
+/* Decoding token by token with the latent cache gives the full-sequence logits. */
+static void test_cached_decode(void) {
+  keel_config c = parse(tiny_json);
+  keel_model m;
+  keel_model_init(&m, &c, keel_backend_cpu());
+  keel_params_init(m.params, &m.tab, 3, 0.3f);
+  for (int e = 0; e < 8; e++) m.bias[8 + e] = 0.03f * (float)(e % 4);
+  enum { T = 11 };
+  int32_t x[T];
+  keel_rng r;
+  keel_rng_init(&r, 9);
+  for (int i = 0; i < T; i++) x[i] = (int32_t)keel_rng_below(&r, 37);
+  keel_model_reserve(&m, 1, T);
+  keel_model_forward(&m, x, NULL, 1, T, 0);
+  float *full = keel_xmalloc((size_t)T * 37 * sizeof *full);
+  memcpy(full, m.logits, (size_t)T * 37 * sizeof *full);
+  keel_session s;
+  CHECK(keel_session_init(&s, &m, 16) == KEEL_OK);
+  double worst = 0;
+  for (int t = 0; t < T; t++) {
+    CHECK(keel_session_step(&s, x[t]) == KEEL_OK);
+    double mx = 0, diff = 0;
+    for (int v = 0; v < 37; v++) {
+      mx = fmax(mx, fabs(full[t * 37 + v]));
+      diff = fmax(diff, fabs(full[t * 37 + v] - s.logits[v]));
+    }
+    worst = fmax(worst, diff / mx);
+  }
+  fprintf(stderr, "cached decode vs full sequence: worst relative logit error %.2e over %d positions\n", worst, T);
+  CHECK(worst <= 1e-4);
+  for (int t = T; t < 16; t++) CHECK(keel_session_step(&s, 1) == KEEL_OK);
+  CHECK(keel_session_step(&s, 1) == KEEL_ERR_ARG); /* full */
+  keel_session_free(&s);
+  free(full);
+  keel_model_free(&m);
+}
+
 int main(void) {
   test_config();
   test_gradients();
+  test_cached_decode();
   return check_done("test_model");
 }

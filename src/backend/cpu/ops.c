@@ -16,15 +16,78 @@ void keel_backend_set_threads(int n) {
 #endif
 }
 
+/* GEMM kernels: 4 rows at a time share each load of the other operand; the
+ * inner loops run over contiguous k with 16-wide vectors, compiled for
+ * AVX-512, AVX2+FMA and a portable fallback and chosen at run time. Every
+ * output is reduced in a fixed order, so results do not depend on threads. */
+typedef float v16 __attribute__((vector_size(64), aligned(4)));
+#define KERNEL __attribute__((target_clones("avx512f", "arch=haswell", "default"), optimize("fp-contract=fast")))
+
+static inline float hsum(const v16 *v) {
+  float s = 0;
+  for (int i = 0; i < 16; i++) s += (*v)[i];
+  return s;
+}
+
+KERNEL static void matmul_rows(float *out, const float *x, const float *w, int n0, int rows, int K, int M,
+                               int accumulate) {
+  const float *x0 = x + (long)n0 * K, *x1 = x0 + (rows > 1 ? K : 0), *x2 = x0 + (rows > 2 ? 2 * K : 0),
+              *x3 = x0 + (rows > 3 ? 3 * K : 0);
+  int K16 = K & ~15;
+  for (int m = 0; m < M; m++) {
+    const float *wr = w + (long)m * K;
+    v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+    for (int k = 0; k < K16; k += 16) {
+      v16 wv = *(const v16 *)(wr + k);
+      a0 += *(const v16 *)(x0 + k) * wv;
+      a1 += *(const v16 *)(x1 + k) * wv;
+      a2 += *(const v16 *)(x2 + k) * wv;
+      a3 += *(const v16 *)(x3 + k) * wv;
+    }
+    float s[4] = {hsum(&a0), hsum(&a1), hsum(&a2), hsum(&a3)};
+    for (int k = K16; k < K; k++) {
+      s[0] += x0[k] * wr[k], s[1] += x1[k] * wr[k], s[2] += x2[k] * wr[k], s[3] += x3[k] * wr[k];
+    }
+    for (int r = 0; r < rows; r++) {
+      float *o = out + (long)(n0 + r) * M + m;
+      *o = accumulate ? *o + s[r] : s[r];
+    }
+  }
+}
+
 static void matmul(float *out, const float *x, const float *w, int N, int K, int M, int accumulate) {
 #pragma omp parallel for schedule(static)
+  for (int n0 = 0; n0 < N; n0 += 4) matmul_rows(out, x, w, n0, N - n0 < 4 ? N - n0 : 4, K, M, accumulate);
+}
+
+/* dx rows n0..n0+rows: dx[n] += sum_m dout[n][m] w[m] */
+KERNEL static void matmul_dx_rows(float *dx, const float *dout, const float *w, int n0, int rows, int K, int M) {
+  int K16 = K & ~15;
+  for (int m = 0; m < M; m++) {
+    const float *wr = w + (long)m * K;
+    for (int r = 0; r < rows; r++) {
+      float d = dout[(long)(n0 + r) * M + m];
+      if (d == 0) continue;
+      float *dr = dx + (long)(n0 + r) * K;
+      v16 dv = {d, d, d, d, d, d, d, d, d, d, d, d, d, d, d, d};
+      for (int k = 0; k < K16; k += 16) *(v16 *)(dr + k) += dv * *(const v16 *)(wr + k);
+      for (int k = K16; k < K; k++) dr[k] += d * wr[k];
+    }
+  }
+}
+
+/* dw rows m0..m0+rows: dw[m] += sum_n dout[n][m] x[n] */
+KERNEL static void matmul_dw_rows(float *dw, const float *dout, const float *x, int m0, int rows, int N, int K, int M) {
+  int K16 = K & ~15;
   for (int n = 0; n < N; n++) {
     const float *xr = x + (long)n * K;
-    for (int m = 0; m < M; m++) {
-      const float *wr = w + (long)m * K;
-      float s = 0;
-      for (int k = 0; k < K; k++) s += xr[k] * wr[k];
-      out[(long)n * M + m] = accumulate ? out[(long)n * M + m] + s : s;
+    for (int r = 0; r < rows; r++) {
+      float d = dout[(long)n * M + m0 + r];
+      if (d == 0) continue;
+      float *dr = dw + (long)(m0 + r) * K;
+      v16 dv = {d, d, d, d, d, d, d, d, d, d, d, d, d, d, d, d};
+      for (int k = 0; k < K16; k += 16) *(v16 *)(dr + k) += dv * *(const v16 *)(xr + k);
+      for (int k = K16; k < K; k++) dr[k] += d * xr[k];
     }
   }
 }
@@ -33,25 +96,11 @@ static void matmul_backward(float *dx, float *dw, const float *dout, const float
                             int M) {
   if (dx) {
 #pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-      float *dxr = dx + (long)n * K;
-      for (int m = 0; m < M; m++) {
-        float d = dout[(long)n * M + m];
-        const float *wr = w + (long)m * K;
-        for (int k = 0; k < K; k++) dxr[k] += d * wr[k];
-      }
-    }
+    for (int n0 = 0; n0 < N; n0 += 4) matmul_dx_rows(dx, dout, w, n0, N - n0 < 4 ? N - n0 : 4, K, M);
   }
   if (dw) {
 #pragma omp parallel for schedule(static)
-    for (int m = 0; m < M; m++) {
-      float *dwr = dw + (long)m * K;
-      for (int n = 0; n < N; n++) {
-        float d = dout[(long)n * M + m];
-        const float *xr = x + (long)n * K;
-        for (int k = 0; k < K; k++) dwr[k] += d * xr[k];
-      }
-    }
+    for (int m0 = 0; m0 < M; m0 += 4) matmul_dw_rows(dw, dout, x, m0, M - m0 < 4 ? M - m0 : 4, N, K, M);
   }
 }
 
@@ -198,7 +247,7 @@ static void cross_entropy(float *losses, float *logits, const int32_t *targets, 
     float mx = -INFINITY;
     for (int v = 0; v < V; v++) mx = l[v] > mx ? l[v] : mx;
     double sum = 0;
-    for (int v = 0; v < V; v++) sum += exp((double)(l[v] - mx));
+    for (int v = 0; v < V; v++) sum += expf(l[v] - mx);
     float lse = mx + (float)log(sum);
     losses[n] = lse - l[targets[n]];
     for (int v = 0; v < V; v++) l[v] = scale * expf(l[v] - lse);

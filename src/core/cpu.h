@@ -1,0 +1,10 @@
+/* What this CPU can do: a measured fp32 FMA peak, used as the denominator of MFU. */
+#ifndef KEEL_CORE_CPU_H
+#define KEEL_CORE_CPU_H
+
+/* fp32 FLOP/s of one core running independent FMAs with the widest vector
+ * unit the CPU has (measured for ~20 ms on first call, then cached). */
+double keel_cpu_peak_flops_per_core(void);
+int keel_cpu_count(void);
+
+#endif
