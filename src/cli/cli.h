@@ -15,6 +15,9 @@ int keel_cmd_inspect(int argc, char **argv);
 int keel_cmd_features(int argc, char **argv);
 int keel_cmd_train(int argc, char **argv);
 int keel_cmd_init(int argc, char **argv);
+int keel_cmd_generate(int argc, char **argv);
+int keel_cmd_chat(int argc, char **argv);
+int keel_cmd_eval(int argc, char **argv);
 
 /* Prints "keel <cmd>: <message>" on stderr and returns the exit code for st. */
 int keel_cli_error(const char *cmd, keel_status st);

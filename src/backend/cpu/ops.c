@@ -1,6 +1,7 @@
 /* The CPU backend: plain, readable reference kernels, threaded with OpenMP over
  * independent outputs so that results do not depend on the thread count. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -29,78 +30,122 @@ static inline float hsum(const v16 *v) {
   return s;
 }
 
+/* out rows n0.. (rows <= 4): a 4x4 block of dot products at a time, 16 vector accumulators. */
 KERNEL static void matmul_rows(float *out, const float *x, const float *w, int n0, int rows, int K, int M,
                                int accumulate) {
-  const float *x0 = x + (long)n0 * K, *x1 = x0 + (rows > 1 ? K : 0), *x2 = x0 + (rows > 2 ? 2 * K : 0),
-              *x3 = x0 + (rows > 3 ? 3 * K : 0);
+  const float *xr[4];
+  for (int r = 0; r < 4; r++) xr[r] = x + (long)(n0 + (r < rows ? r : 0)) * K;
   int K16 = K & ~15;
-  for (int m = 0; m < M; m++) {
-    const float *wr = w + (long)m * K;
-    v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+  for (int m0 = 0; m0 < M; m0 += 4) {
+    int cols = M - m0 < 4 ? M - m0 : 4;
+    const float *wr[4];
+    for (int c = 0; c < 4; c++) wr[c] = w + (long)(m0 + (c < cols ? c : 0)) * K;
+    v16 a00 = {0}, a01 = {0}, a02 = {0}, a03 = {0}, a10 = {0}, a11 = {0}, a12 = {0}, a13 = {0};
+    v16 a20 = {0}, a21 = {0}, a22 = {0}, a23 = {0}, a30 = {0}, a31 = {0}, a32 = {0}, a33 = {0};
     for (int k = 0; k < K16; k += 16) {
-      v16 wv = *(const v16 *)(wr + k);
-      a0 += *(const v16 *)(x0 + k) * wv;
-      a1 += *(const v16 *)(x1 + k) * wv;
-      a2 += *(const v16 *)(x2 + k) * wv;
-      a3 += *(const v16 *)(x3 + k) * wv;
+      v16 w0 = *(const v16 *)(wr[0] + k), w1 = *(const v16 *)(wr[1] + k), w2 = *(const v16 *)(wr[2] + k),
+          w3 = *(const v16 *)(wr[3] + k);
+      v16 x0 = *(const v16 *)(xr[0] + k);
+      a00 += x0 * w0, a01 += x0 * w1, a02 += x0 * w2, a03 += x0 * w3;
+      v16 x1 = *(const v16 *)(xr[1] + k);
+      a10 += x1 * w0, a11 += x1 * w1, a12 += x1 * w2, a13 += x1 * w3;
+      v16 x2 = *(const v16 *)(xr[2] + k);
+      a20 += x2 * w0, a21 += x2 * w1, a22 += x2 * w2, a23 += x2 * w3;
+      v16 x3 = *(const v16 *)(xr[3] + k);
+      a30 += x3 * w0, a31 += x3 * w1, a32 += x3 * w2, a33 += x3 * w3;
     }
-    float s[4] = {hsum(&a0), hsum(&a1), hsum(&a2), hsum(&a3)};
-    for (int k = K16; k < K; k++) {
-      s[0] += x0[k] * wr[k], s[1] += x1[k] * wr[k], s[2] += x2[k] * wr[k], s[3] += x3[k] * wr[k];
-    }
-    for (int r = 0; r < rows; r++) {
-      float *o = out + (long)(n0 + r) * M + m;
-      *o = accumulate ? *o + s[r] : s[r];
-    }
+    float s[4][4] = {{hsum(&a00), hsum(&a01), hsum(&a02), hsum(&a03)},
+                     {hsum(&a10), hsum(&a11), hsum(&a12), hsum(&a13)},
+                     {hsum(&a20), hsum(&a21), hsum(&a22), hsum(&a23)},
+                     {hsum(&a30), hsum(&a31), hsum(&a32), hsum(&a33)}};
+    for (int k = K16; k < K; k++)
+      for (int r = 0; r < 4; r++)
+        for (int c = 0; c < 4; c++) s[r][c] += xr[r][k] * wr[c][k];
+    for (int r = 0; r < rows; r++)
+      for (int c = 0; c < cols; c++) {
+        float *o = out + (long)(n0 + r) * M + m0 + c;
+        *o = accumulate ? *o + s[r][c] : s[r][c];
+      }
   }
 }
+
+static void outer_rows(float *acc_out, long out_rs, const float *a_base, long a_rs, long a_cs, int rows,
+                       const float *b, int J, int K);
 
 static void matmul(float *out, const float *x, const float *w, int N, int K, int M, int accumulate) {
+  if (N < 16) { /* few rows (decoding): dot products, no transpose */
 #pragma omp parallel for schedule(static)
-  for (int n0 = 0; n0 < N; n0 += 4) matmul_rows(out, x, w, n0, N - n0 < 4 ? N - n0 : 4, K, M, accumulate);
+    for (int n0 = 0; n0 < N; n0 += 4) matmul_rows(out, x, w, n0, N - n0 < 4 ? N - n0 : 4, K, M, accumulate);
+    return;
+  }
+  /* many rows: transpose w once, then the outer-product kernel (no horizontal sums) */
+  float *wt = malloc((size_t)K * M * sizeof *wt);
+  if (!wt) abort();
+#pragma omp parallel for schedule(static)
+  for (int k = 0; k < K; k++)
+    for (int m = 0; m < M; m++) wt[(long)k * M + m] = w[(long)m * K + k];
+  if (!accumulate) memset(out, 0, (size_t)N * M * sizeof *out);
+#pragma omp parallel for schedule(static)
+  for (int n0 = 0; n0 < N; n0 += 4)
+    outer_rows(out + (long)n0 * M, M, x + (long)n0 * K, K, 1, N - n0 < 4 ? N - n0 : 4, wt, K, M);
+  free(wt);
 }
 
-/* dx rows n0..n0+rows: dx[n] += sum_m dout[n][m] w[m] */
-KERNEL static void matmul_dx_rows(float *dx, const float *dout, const float *w, int n0, int rows, int K, int M) {
-  int K16 = K & ~15;
-  for (int m = 0; m < M; m++) {
-    const float *wr = w + (long)m * K;
-    for (int r = 0; r < rows; r++) {
-      float d = dout[(long)(n0 + r) * M + m];
-      if (d == 0) continue;
-      float *dr = dx + (long)(n0 + r) * K;
-      v16 dv = {d, d, d, d, d, d, d, d, d, d, d, d, d, d, d, d};
-      for (int k = 0; k < K16; k += 16) *(v16 *)(dr + k) += dv * *(const v16 *)(wr + k);
-      for (int k = K16; k < K; k++) dr[k] += d * wr[k];
+/* acc[r] (4 rows of 64 columns, k0..k0+63) += sum_j a[r][j] * b[j][k0..]: the shared
+ * kernel of both backward GEMMs. a[r][j] = a_base[r*a_rs + j*a_cs], b row j = b + j*K. */
+KERNEL static void outer_rows(float *acc_out, long out_rs, const float *a_base, long a_rs, long a_cs, int rows,
+                              const float *b, int J, int K) {
+  long ars[4];
+  for (int r = 0; r < 4; r++) ars[r] = (long)(r < rows ? r : 0) * a_rs;
+  int k0 = 0;
+  for (; k0 + 64 <= K; k0 += 64) {
+    v16 c00 = {0}, c01 = {0}, c02 = {0}, c03 = {0}, c10 = {0}, c11 = {0}, c12 = {0}, c13 = {0};
+    v16 c20 = {0}, c21 = {0}, c22 = {0}, c23 = {0}, c30 = {0}, c31 = {0}, c32 = {0}, c33 = {0};
+    for (int j = 0; j < J; j++) {
+      const float *bj = b + (long)j * K + k0;
+      v16 b0 = *(const v16 *)bj, b1 = *(const v16 *)(bj + 16), b2 = *(const v16 *)(bj + 32),
+          b3 = *(const v16 *)(bj + 48);
+      const float *aj = a_base + (long)j * a_cs;
+      float s0 = aj[ars[0]], s1 = aj[ars[1]], s2 = aj[ars[2]], s3 = aj[ars[3]];
+      c00 += s0 * b0, c01 += s0 * b1, c02 += s0 * b2, c03 += s0 * b3;
+      c10 += s1 * b0, c11 += s1 * b1, c12 += s1 * b2, c13 += s1 * b3;
+      c20 += s2 * b0, c21 += s2 * b1, c22 += s2 * b2, c23 += s2 * b3;
+      c30 += s3 * b0, c31 += s3 * b1, c32 += s3 * b2, c33 += s3 * b3;
     }
+    v16 *acc[4][4] = {{&c00, &c01, &c02, &c03}, {&c10, &c11, &c12, &c13}, {&c20, &c21, &c22, &c23},
+                      {&c30, &c31, &c32, &c33}};
+    for (int r = 0; r < rows; r++)
+      for (int c = 0; c < 4; c++) *(v16 *)(acc_out + r * out_rs + k0 + 16 * c) += *acc[r][c];
   }
-}
-
-/* dw rows m0..m0+rows: dw[m] += sum_n dout[n][m] x[n] */
-KERNEL static void matmul_dw_rows(float *dw, const float *dout, const float *x, int m0, int rows, int N, int K, int M) {
-  int K16 = K & ~15;
-  for (int n = 0; n < N; n++) {
-    const float *xr = x + (long)n * K;
-    for (int r = 0; r < rows; r++) {
-      float d = dout[(long)n * M + m0 + r];
-      if (d == 0) continue;
-      float *dr = dw + (long)(m0 + r) * K;
-      v16 dv = {d, d, d, d, d, d, d, d, d, d, d, d, d, d, d, d};
-      for (int k = 0; k < K16; k += 16) *(v16 *)(dr + k) += dv * *(const v16 *)(xr + k);
-      for (int k = K16; k < K; k++) dr[k] += d * xr[k];
+  for (; k0 + 16 <= K; k0 += 16) {
+    v16 c0 = {0}, c1 = {0}, c2 = {0}, c3 = {0};
+    for (int j = 0; j < J; j++) {
+      v16 bj = *(const v16 *)(b + (long)j * K + k0);
+      const float *aj = a_base + (long)j * a_cs;
+      c0 += aj[ars[0]] * bj, c1 += aj[ars[1]] * bj, c2 += aj[ars[2]] * bj, c3 += aj[ars[3]] * bj;
     }
+    v16 *acc[4] = {&c0, &c1, &c2, &c3};
+    for (int r = 0; r < rows; r++) *(v16 *)(acc_out + r * out_rs + k0) += *acc[r];
   }
+  for (; k0 < K; k0++)
+    for (int r = 0; r < rows; r++) {
+      float s = 0;
+      for (int j = 0; j < J; j++) s += a_base[ars[r] + (long)j * a_cs] * b[(long)j * K + k0];
+      acc_out[r * out_rs + k0] += s;
+    }
 }
 
 static void matmul_backward(float *dx, float *dw, const float *dout, const float *x, const float *w, int N, int K,
                             int M) {
-  if (dx) {
+  if (dx) { /* dx[n] += sum_m dout[n][m] w[m] */
 #pragma omp parallel for schedule(static)
-    for (int n0 = 0; n0 < N; n0 += 4) matmul_dx_rows(dx, dout, w, n0, N - n0 < 4 ? N - n0 : 4, K, M);
+    for (int n0 = 0; n0 < N; n0 += 4)
+      outer_rows(dx + (long)n0 * K, K, dout + (long)n0 * M, M, 1, N - n0 < 4 ? N - n0 : 4, w, M, K);
   }
-  if (dw) {
+  if (dw) { /* dw[m] += sum_n dout[n][m] x[n] */
 #pragma omp parallel for schedule(static)
-    for (int m0 = 0; m0 < M; m0 += 4) matmul_dw_rows(dw, dout, x, m0, M - m0 < 4 ? M - m0 : 4, N, K, M);
+    for (int m0 = 0; m0 < M; m0 += 4)
+      outer_rows(dw + (long)m0 * K, K, dout + m0, 1, M, M - m0 < 4 ? M - m0 : 4, x, N, K);
   }
 }
 
@@ -246,11 +291,12 @@ static void cross_entropy(float *losses, float *logits, const int32_t *targets, 
     }
     float mx = -INFINITY;
     for (int v = 0; v < V; v++) mx = l[v] > mx ? l[v] : mx;
+    float target = l[targets[n]];
     double sum = 0;
-    for (int v = 0; v < V; v++) sum += expf(l[v] - mx);
-    float lse = mx + (float)log(sum);
-    losses[n] = lse - l[targets[n]];
-    for (int v = 0; v < V; v++) l[v] = scale * expf(l[v] - lse);
+    for (int v = 0; v < V; v++) sum += l[v] = expf(l[v] - mx); /* one exp per logit */
+    losses[n] = mx + (float)log(sum) - target;
+    float k = (float)(scale / sum);
+    for (int v = 0; v < V; v++) l[v] *= k;
     l[targets[n]] -= scale;
   }
 }
