@@ -10,6 +10,7 @@
 #include "../data/tokenizer.h"
 #include "../io/file.h"
 #include "../io/safetensors.h"
+#include "../model/params.h"
 #include "cli.h"
 
 static int ends_with(const char *s, const char *suffix) {
@@ -95,7 +96,31 @@ static keel_status inspect_tokenizer(const char *path, keel_tokenizer **keep) {
   return KEEL_OK;
 }
 
+static keel_status inspect_config(const char *path) {
+  keel_config c;
+  keel_status st = keel_config_load(&c, path);
+  if (st) return st;
+  keel_param_table tab;
+  keel_params_table(&tab, &c);
+  size_t total, active;
+  keel_params_count(&c, &tab, &total, &active);
+  static const char *const sf[] = {"sigmoid", "softmax"}, *const tm[] = {"noaux_tc", "greedy", "group_limited_greedy"};
+  printf("%s: DeepSeek-V3-style model, %zu parameters (%zu active per token, MTP excluded)\n", path, total, active);
+  printf("  vocab %d, d %d, %d layers (%d dense first), %d heads, q-LoRA %d, kv latent %d, head dims nope %d rope %d v %d\n",
+         c.vocab_size, c.hidden_size, c.num_hidden_layers, c.first_k_dense_replace, c.num_attention_heads, c.q_lora_rank,
+         c.kv_lora_rank, c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim);
+  if (c.n_routed_experts)
+    printf("  MoE: %d routed experts (top %d, %d groups keep %d, %s, %s), %d shared, width %d\n", c.n_routed_experts,
+           c.num_experts_per_tok, c.n_group, c.topk_group, sf[c.scoring_func], tm[c.topk_method], c.n_shared_experts,
+           c.moe_intermediate_size);
+  printf("  dense FFN width %d, MTP depth %d, RoPE theta %g%s\n", c.intermediate_size, c.num_nextn_predict_layers,
+         c.rope_theta, c.yarn ? " with YaRN" : "");
+  keel_params_table_free(&tab);
+  return KEEL_OK;
+}
+
 static keel_status inspect_path(const char *path, keel_tokenizer **tok) {
+  if (ends_with(path, "config.json") && !ends_with(path, "tokenizer_config.json")) return inspect_config(path);
   if (ends_with(path, ".safetensors")) return inspect_safetensors(path);
   if (ends_with(path, ".json")) return inspect_tokenizer(path, tok);
   keel_mapped m;
@@ -111,7 +136,7 @@ int keel_cmd_inspect(int argc, char **argv) {
   if (argc < 2) return keel_cli_usage_error("inspect", "expected a file or folder");
   if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
     printf("usage: keel inspect PATH...\n\n  PATH: a .safetensors file, a token shard (.bin), a tokenizer.json,\n"
-           "        or a folder written by keel prepare\n");
+           "        a config.json, a model dir, or a folder written by keel prepare\n");
     return 0;
   }
   int rc = 0;
@@ -119,7 +144,7 @@ int keel_cmd_inspect(int argc, char **argv) {
     keel_tokenizer *tok = NULL;
     keel_status st = KEEL_OK;
     if (keel_is_dir(argv[i])) {
-      static const char *const files[] = {"tokenizer.json", "train.bin", "val.bin", "model.safetensors"};
+      static const char *const files[] = {"config.json", "tokenizer.json", "train.bin", "val.bin", "model.safetensors"};
       for (size_t k = 0; k < sizeof files / sizeof *files && !st; k++) {
         size_t n = strlen(argv[i]) + strlen(files[k]) + 2;
         char *p = keel_xmalloc(n);

@@ -4,6 +4,7 @@
 #include "trainer.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,6 +88,15 @@ static void fmt_time(char *b, size_t n, double s) {
   if (s < 0 || !isfinite(s)) s = 0;
   if (s >= 3600) snprintf(b, n, "%dh%02dm", (int)(s / 3600), (int)(s / 60) % 60);
   else snprintf(b, n, "%dm%02ds", (int)(s / 60), (int)s % 60);
+}
+
+/* Fault injection for tests: KEEL_INJECT=kill@step=N sends SIGKILL to this
+ * process right after step N (and its checkpoint, if one is due). */
+static long inject_kill_step(void) {
+  const char *s = getenv("KEEL_INJECT");
+  long n;
+  if (s && sscanf(s, "kill@step=%ld", &n) == 1) return n;
+  return -1;
 }
 
 keel_status keel_train_run(const keel_train_opts *o) {
@@ -219,6 +229,7 @@ keel_status keel_train_run(const keel_train_opts *o) {
       cs.loader = loader.state;
       if ((st = keel_ckpt_save(o->out, &m, &opt, &cs, o->data))) goto done;
     }
+    if (step + 1 == inject_kill_step()) raise(SIGKILL);
   }
   if (!o->quiet && isatty(2)) fprintf(stderr, "\n");
   if ((st = keel_model_save(&m, final_p))) goto done;
