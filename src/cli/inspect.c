@@ -9,6 +9,7 @@
 #include "../data/shard.h"
 #include "../data/tokenizer.h"
 #include "../io/file.h"
+#include "../io/json.h"
 #include "../io/safetensors.h"
 #include "../model/params.h"
 #include "cli.h"
@@ -120,9 +121,15 @@ static keel_status inspect_config(const char *path) {
 }
 
 static keel_status inspect_path(const char *path, keel_tokenizer **tok) {
-  if (ends_with(path, "config.json") && !ends_with(path, "tokenizer_config.json")) return inspect_config(path);
   if (ends_with(path, ".safetensors")) return inspect_safetensors(path);
-  if (ends_with(path, ".json")) return inspect_tokenizer(path, tok);
+  if (ends_with(path, ".json")) { /* a model config has hidden_size, a tokenizer a model */
+    json_t *j;
+    keel_status st = keel_json_load_file(&j, path);
+    if (st) return st;
+    int is_config = json_object_get(j, "hidden_size") != NULL;
+    json_decref(j);
+    return is_config ? inspect_config(path) : inspect_tokenizer(path, tok);
+  }
   keel_mapped m;
   keel_status st = keel_file_map(&m, path);
   if (st) return st;
