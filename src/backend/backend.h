@@ -47,6 +47,8 @@ typedef struct keel_backend {
 } keel_backend;
 
 const keel_backend *keel_backend_cpu(void);
+/* The plain reference kernels that define the right answer. */
+const keel_backend *keel_backend_cpu_reference(void);
 /* Threads the CPU backend may use (0: all cores). */
 void keel_backend_set_threads(int n);
 

@@ -6,7 +6,7 @@ usage: deepseek_ref.py make-fixture OUT [--variant full|dense] [--seed S]
 
 Writes OUT/model (an HF-layout model dir in F32), OUT/model-bf16 and
 OUT/model-fp8 (the same weights stored as BF16 and as FP8 e4m3 with 128x128
-block scales), and OUT/expect.safetensors: tokens, targets, the main head's
+block scales), OUT/model-sharded (F32 in two files with an index), and OUT/expect.safetensors: tokens, targets, the main head's
 logits, loss terms, the gradient of every parameter ("grad." + HF name), and
 the losses of 10 AdamW steps. For the BF16/FP8 copies it also stores the
 logits computed from the dequantised weights ("logits.bf16", "logits.fp8").
@@ -391,6 +391,20 @@ def make_fixture(out, variant, seed):
         return deq
 
     save_dir("model", "f32")
+    # the same F32 weights split over two files with model.safetensors.index.json
+    os.makedirs(os.path.join(out, "model-sharded"), exist_ok=True)
+    with open(os.path.join(out, "model-sharded", "config.json"), "w") as f:
+        json.dump(c, f, indent=1)
+    whole = st_read(os.path.join(out, "model", "model.safetensors"))
+    names_all = sorted(whole)
+    parts = [names_all[:len(names_all) // 2], names_all[len(names_all) // 2:]]
+    weight_map = {}
+    for i, part in enumerate(parts):
+        fname = "model-%05d-of-%05d.safetensors" % (i + 1, len(parts))
+        st_write(os.path.join(out, "model-sharded", fname), {n: ("F32", whole[n]) for n in part})
+        weight_map.update({n: fname for n in part})
+    with open(os.path.join(out, "model-sharded", "model.safetensors.index.json"), "w") as f:
+        json.dump({"metadata": {"total_size": sum(whole[n].nbytes for n in names_all)}, "weight_map": weight_map}, f)
     expect = {}
     for conv in ("bf16", "fp8"):
         deq = save_dir("model-" + conv, conv)

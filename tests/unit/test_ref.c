@@ -61,6 +61,8 @@ static void check_fixture(const char *root, const char *name) {
   logits_of(sub, x, B, T, need(&ex, "logits.bf16")->data, "BF16");
   snprintf(sub, sizeof sub, "%s/model-fp8", dir);
   logits_of(sub, x, B, T, need(&ex, "logits.fp8")->data, "FP8");
+  snprintf(sub, sizeof sub, "%s/model-sharded", dir);
+  logits_of(sub, x, B, T, gt->data, "F32 sharded");
 
   keel_model m;
   if (keel_model_load(&m, path, keel_backend_cpu())) {

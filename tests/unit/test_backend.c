@@ -1,0 +1,64 @@
+/* backend/: the fast CPU kernels against the reference kernels, on shapes that
+ * hit every path (tails of 4-row blocks, 16- and 64-wide chunks, few rows). */
+#include <math.h>
+
+#include "backend/backend.h"
+#include "check.h"
+#include "core/error.h"
+#include "core/rng.h"
+
+static float *rnd(keel_rng *r, size_t n) {
+  float *p = keel_xmalloc(n * sizeof *p);
+  for (size_t i = 0; i < n; i++) p[i] = keel_rng_normal(r);
+  return p;
+}
+
+static double rel(const float *a, const float *b, size_t n) {
+  double mx = 0, d = 0;
+  for (size_t i = 0; i < n; i++) mx = fmax(mx, fabs(b[i])), d = fmax(d, fabs(a[i] - b[i]));
+  return d / (mx + 1e-12);
+}
+
+int main(void) {
+  const keel_backend *fast = keel_backend_cpu(), *ref = keel_backend_cpu_reference();
+  static const int shapes[][3] = {{1, 1, 1},   {3, 17, 5},  {4, 16, 4},   {15, 64, 9},  {16, 64, 64},
+                                  {37, 130, 70}, {64, 96, 33}, {5, 200, 130}, {130, 48, 257}};
+  keel_rng r;
+  keel_rng_init(&r, 1);
+  double worst = 0;
+  for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+    int N = shapes[s][0], K = shapes[s][1], M = shapes[s][2];
+    float *x = rnd(&r, (size_t)N * K), *w = rnd(&r, (size_t)M * K), *dout = rnd(&r, (size_t)N * M);
+    float *o1 = rnd(&r, (size_t)N * M), *o2 = keel_xmalloc((size_t)N * M * sizeof *o2);
+    for (int acc = 0; acc < 2; acc++) {
+      memcpy(o2, o1, (size_t)N * M * sizeof *o2);
+      fast->matmul(o1, x, w, N, K, M, acc);
+      ref->matmul(o2, x, w, N, K, M, acc);
+      double e = rel(o1, o2, (size_t)N * M);
+      worst = fmax(worst, e);
+      CHECK_MSG(e < 1e-5, "matmul %dx%dx%d accumulate %d: %.3g", N, K, M, acc, e);
+    }
+    float *dx1 = rnd(&r, (size_t)N * K), *dx2 = keel_xmalloc((size_t)N * K * sizeof *dx2);
+    float *dw1 = rnd(&r, (size_t)M * K), *dw2 = keel_xmalloc((size_t)M * K * sizeof *dw2);
+    memcpy(dx2, dx1, (size_t)N * K * sizeof *dx2);
+    memcpy(dw2, dw1, (size_t)M * K * sizeof *dw2);
+    fast->matmul_backward(dx1, dw1, dout, x, w, N, K, M);
+    ref->matmul_backward(dx2, dw2, dout, x, w, N, K, M);
+    double ex = rel(dx1, dx2, (size_t)N * K), ew = rel(dw1, dw2, (size_t)M * K);
+    worst = fmax(worst, fmax(ex, ew));
+    CHECK_MSG(ex < 1e-5 && ew < 1e-5, "matmul backward %dx%dx%d: dx %.3g dw %.3g", N, K, M, ex, ew);
+    free(x), free(w), free(dout), free(o1), free(o2), free(dx1), free(dx2), free(dw1), free(dw2);
+  }
+  /* cross-entropy: losses and gradients, ignored rows */
+  int N = 7, V = 1000;
+  float *l1 = rnd(&r, (size_t)N * V), *l2 = keel_xmalloc((size_t)N * V * sizeof *l2), ls1[7], ls2[7];
+  for (size_t i = 0; i < (size_t)N * V; i++) l1[i] *= 5;
+  memcpy(l2, l1, (size_t)N * V * sizeof *l2);
+  int32_t tg[7] = {0, 999, 5, -1, 17, 500, 3};
+  fast->cross_entropy(ls1, l1, tg, N, V, 0.25f);
+  ref->cross_entropy(ls2, l2, tg, N, V, 0.25f);
+  CHECK(rel(ls1, ls2, 7) < 1e-5 && rel(l1, l2, (size_t)N * V) < 1e-5 && ls1[3] == 0);
+  free(l1), free(l2);
+  fprintf(stderr, "fast vs reference GEMM: worst relative error %.2e\n", worst);
+  return check_done("test_backend");
+}
