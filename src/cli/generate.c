@@ -184,6 +184,7 @@ int keel_cmd_generate(int argc, char **argv) {
   double ps, gs;
   st = run(&g, &ids, a.n, stdout, &gen, &ps, &gs);
   printf("\n");
+  fflush(stdout);
   fprintf(stderr, "prompt: %zu tokens, %.1f tokens/s; decode: %d tokens, %.1f tokens/s\n", ids.n,
           ps > 0 ? ids.n / ps : 0.0, gen, gs > 0 ? gen / gs : 0.0);
   keel_ids_free(&ids);

@@ -3,7 +3,7 @@
 #define KEEL_CORE_CPU_H
 
 /* fp32 FLOP/s of one core running independent FMAs with the widest vector
- * unit the CPU has (measured for ~20 ms on first call, then cached). */
+ * unit the CPU has (measured for ~70 ms on first call, then cached). */
 double keel_cpu_peak_flops_per_core(void);
 int keel_cpu_count(void);
 

@@ -221,8 +221,8 @@ keel_status keel_train_run(const keel_train_opts *o) {
       double vl = evaluate(&m, &val, B, T, o->eval_batches, x, y);
       fprintf(metrics, "{\"step\": %ld, \"val_loss\": %.6f}\n", step + 1, vl);
       fflush(metrics);
-      fprintf(stderr, "%sstep %ld: train loss %.4f, val loss %.4f (perplexity %.1f)\n", isatty(2) && !o->quiet ? "\r\033[K" : "",
-              step + 1, loss, vl, exp(vl));
+      fprintf(stderr, "%sstep %ld: train lm loss %.4f (total %.4f), val loss %.4f (perplexity %.1f)\n",
+              isatty(2) && !o->quiet ? "\r\033[K" : "", step + 1, lm, loss, vl, exp(vl));
     }
     if (o->ckpt_every > 0 && ((step + 1) % o->ckpt_every == 0 || last)) {
       cs.step = step + 1;

@@ -59,6 +59,29 @@ int main(void) {
   ref->cross_entropy(ls2, l2, tg, N, V, 0.25f);
   CHECK(rel(ls1, ls2, 7) < 1e-5 && rel(l1, l2, (size_t)N * V) < 1e-5 && ls1[3] == 0);
   free(l1), free(l2);
+  /* attention forward and backward */
+  {
+    int B = 2, T = 9, H = 3, dn = 20, dr = 8, dv = 17, Nt = B * T;
+    float *q = rnd(&r, (size_t)Nt * H * (dn + dr)), *kv = rnd(&r, (size_t)Nt * H * (dn + dv)), *kpe = rnd(&r, (size_t)Nt * dr);
+    float *o1 = keel_xmalloc((size_t)Nt * H * dv * 4), *o2 = keel_xmalloc((size_t)Nt * H * dv * 4);
+    float *a1 = keel_xmalloc((size_t)B * H * T * T * 4), *a2 = keel_xmalloc((size_t)B * H * T * T * 4);
+    fast->attention(o1, a1, q, kv, kpe, B, T, H, dn, dr, dv, 0.3f);
+    ref->attention(o2, a2, q, kv, kpe, B, T, H, dn, dr, dv, 0.3f);
+    CHECK(rel(o1, o2, (size_t)Nt * H * dv) < 1e-5 && rel(a1, a2, (size_t)B * H * T * T) < 1e-5);
+    float *go = rnd(&r, (size_t)Nt * H * dv);
+    float *g[2][3];
+    for (int k = 0; k < 2; k++) {
+      g[k][0] = keel_xcalloc((size_t)Nt * H * (dn + dr), 4);
+      g[k][1] = keel_xcalloc((size_t)Nt * H * (dn + dv), 4);
+      g[k][2] = keel_xcalloc((size_t)Nt * dr, 4);
+      (k ? ref : fast)->attention_backward(g[k][0], g[k][1], g[k][2], go, a2, q, kv, kpe, B, T, H, dn, dr, dv, 0.3f);
+    }
+    CHECK(rel(g[0][0], g[1][0], (size_t)Nt * H * (dn + dr)) < 1e-5);
+    CHECK(rel(g[0][1], g[1][1], (size_t)Nt * H * (dn + dv)) < 1e-5);
+    CHECK(rel(g[0][2], g[1][2], (size_t)Nt * dr) < 1e-5);
+    for (int k = 0; k < 2; k++) free(g[k][0]), free(g[k][1]), free(g[k][2]);
+    free(q), free(kv), free(kpe), free(o1), free(o2), free(a1), free(a2), free(go);
+  }
   fprintf(stderr, "fast vs reference GEMM: worst relative error %.2e\n", worst);
   return check_done("test_backend");
 }

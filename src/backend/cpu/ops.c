@@ -172,6 +172,92 @@ static void cross_entropy(float *losses, float *logits, const int32_t *targets, 
   }
 }
 
+/* MLA attention (naive form), vectorised over head dimensions and over the
+ * keys of one query; forward parallel over (sequence, head), backward over
+ * (sequence, head) too, with k/v/kpe gradients reduced per sequence after. */
+KERNEL static float dot(const float *a, const float *b, int n) {
+  float s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int i = 0; i < n; i++) s += a[i] * b[i];
+  return s;
+}
+
+KERNEL static void axpy(float *y, float a, const float *x, int n) {
+#pragma omp simd
+  for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+static void attention(float *out, float *att, const float *q, const float *kv, const float *kpe, int B, int T, int H,
+                      int dn, int dr, int dv, float scale) {
+  int dq = dn + dr, dkv = dn + dv;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < H; h++)
+      for (int t = 0; t < T; t++) {
+        const float *qt = q + ((long)(b * T + t) * H + h) * dq;
+        float *a = att + (((long)b * H + h) * T + t) * T;
+        float mx = -INFINITY;
+        for (int j = 0; j <= t; j++) {
+          const float *kj = kv + ((long)(b * T + j) * H + h) * dkv, *pj = kpe + (long)(b * T + j) * dr;
+          a[j] = (dot(qt, kj, dn) + dot(qt + dn, pj, dr)) * scale;
+          mx = a[j] > mx ? a[j] : mx;
+        }
+        float sum = 0;
+        for (int j = 0; j <= t; j++) sum += a[j] = expf(a[j] - mx);
+        float inv = 1.0f / sum;
+        for (int j = 0; j <= t; j++) a[j] *= inv;
+        for (int j = t + 1; j < T; j++) a[j] = 0;
+        float *o = out + ((long)(b * T + t) * H + h) * dv;
+        memset(o, 0, (size_t)dv * sizeof *o);
+        for (int j = 0; j <= t; j++) axpy(o, a[j], kv + ((long)(b * T + j) * H + h) * dkv + dn, dv);
+      }
+}
+
+static void attention_backward(float *dq, float *dkv, float *dkpe, const float *dout, const float *att, const float *q,
+                               const float *kv, const float *kpe, int B, int T, int H, int dn, int dr, int dv,
+                               float scale) {
+  int dq_ = dn + dr, dkv_ = dn + dv;
+  /* per (b, h): dq and this head's k/v gradients are private; the shared kpe gradient
+   * goes to a per-head buffer summed in head order after, so the result is thread-independent */
+  float *dpe = calloc((size_t)B * H * T * dr, sizeof *dpe);
+  if (!dpe) abort();
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < H; h++) {
+      float *da = malloc((size_t)(T > 0 ? T : 1) * sizeof *da);
+      if (!da) abort();
+      float *dph = dpe + ((long)b * H + h) * T * dr;
+      for (int t = 0; t < T; t++) {
+        const float *a = att + (((long)b * H + h) * T + t) * T;
+        const float *go = dout + ((long)(b * T + t) * H + h) * dv;
+        const float *qt = q + ((long)(b * T + t) * H + h) * dq_;
+        float *dqt = dq + ((long)(b * T + t) * H + h) * dq_;
+        float s_dot = 0;
+        for (int j = 0; j <= t; j++) {
+          const float *vj = kv + ((long)(b * T + j) * H + h) * dkv_ + dn;
+          axpy(dkv + ((long)(b * T + j) * H + h) * dkv_ + dn, a[j], go, dv);
+          da[j] = dot(go, vj, dv);
+          s_dot += a[j] * da[j];
+        }
+        for (int j = 0; j <= t; j++) {
+          float ds = a[j] * (da[j] - s_dot) * scale;
+          const float *kj = kv + ((long)(b * T + j) * H + h) * dkv_, *pj = kpe + (long)(b * T + j) * dr;
+          axpy(dqt, ds, kj, dn);
+          axpy(dkv + ((long)(b * T + j) * H + h) * dkv_, ds, qt, dn);
+          axpy(dqt + dn, ds, pj, dr);
+          axpy(dph + (long)j * dr, ds, qt + dn, dr);
+        }
+      }
+      free(da);
+    }
+#pragma omp parallel for schedule(static)
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < H; h++)
+      for (int t = 0; t < T; t++)
+        axpy(dkpe + (long)(b * T + t) * dr, 1.0f, dpe + (((long)b * H + h) * T + t) * dr, dr);
+  free(dpe);
+}
+
 static const keel_backend cpu = {
     .name = "cpu",
     .matmul = matmul,
@@ -179,8 +265,8 @@ static const keel_backend cpu = {
     .rmsnorm = keel_cpu_ref_rmsnorm,
     .rmsnorm_backward = keel_cpu_ref_rmsnorm_backward,
     .rope = keel_cpu_ref_rope,
-    .attention = keel_cpu_ref_attention,
-    .attention_backward = keel_cpu_ref_attention_backward,
+    .attention = attention,
+    .attention_backward = attention_backward,
     .swiglu = keel_cpu_ref_swiglu,
     .swiglu_backward = keel_cpu_ref_swiglu_backward,
     .cross_entropy = cross_entropy,
