@@ -24,7 +24,11 @@ void keel_backend_set_threads(int n) {
  * AVX-512, AVX2+FMA and a portable fallback and chosen at run time. Every
  * output is reduced in a fixed order, so results do not depend on threads. */
 typedef float v16 __attribute__((vector_size(64), aligned(4)));
+#ifdef __clang__ /* clang contracts a*b+c into FMA by default */
+#define KERNEL __attribute__((target_clones("avx512f", "arch=haswell", "default")))
+#else
 #define KERNEL __attribute__((target_clones("avx512f", "arch=haswell", "default"), optimize("fp-contract=fast")))
+#endif
 
 static inline float hsum(const v16 *v) {
   float s = 0;
@@ -71,28 +75,6 @@ KERNEL static void matmul_rows(float *out, const float *x, const float *w, int n
   }
 }
 
-static void outer_rows(float *acc_out, long out_rs, const float *a_base, long a_rs, long a_cs, int rows,
-                       const float *b, int J, int K);
-
-static void matmul(float *out, const float *x, const float *w, int N, int K, int M, int accumulate) {
-  if (N < 16) { /* few rows (decoding): dot products, no transpose */
-#pragma omp parallel for schedule(static)
-    for (int n0 = 0; n0 < N; n0 += 4) matmul_rows(out, x, w, n0, N - n0 < 4 ? N - n0 : 4, K, M, accumulate);
-    return;
-  }
-  /* many rows: transpose w once, then the outer-product kernel (no horizontal sums) */
-  float *wt = malloc((size_t)K * M * sizeof *wt);
-  if (!wt) abort();
-#pragma omp parallel for schedule(static)
-  for (int k = 0; k < K; k++)
-    for (int m = 0; m < M; m++) wt[(long)k * M + m] = w[(long)m * K + k];
-  if (!accumulate) memset(out, 0, (size_t)N * M * sizeof *out);
-#pragma omp parallel for schedule(static)
-  for (int n0 = 0; n0 < N; n0 += 4)
-    outer_rows(out + (long)n0 * M, M, x + (long)n0 * K, K, 1, N - n0 < 4 ? N - n0 : 4, wt, K, M);
-  free(wt);
-}
-
 /* acc[r] (4 rows of 64 columns, k0..k0+63) += sum_j a[r][j] * b[j][k0..]: the shared
  * kernel of both backward GEMMs. a[r][j] = a_base[r*a_rs + j*a_cs], b row j = b + j*K. */
 KERNEL static void outer_rows(float *acc_out, long out_rs, const float *a_base, long a_rs, long a_cs, int rows,
@@ -135,6 +117,25 @@ KERNEL static void outer_rows(float *acc_out, long out_rs, const float *a_base, 
       for (int j = 0; j < J; j++) s += a_base[ars[r] + (long)j * a_cs] * b[(long)j * K + k0];
       acc_out[r * out_rs + k0] += s;
     }
+}
+
+static void matmul(float *out, const float *x, const float *w, int N, int K, int M, int accumulate) {
+  if (N < 16) { /* few rows (decoding): dot products, no transpose */
+#pragma omp parallel for schedule(static)
+    for (int n0 = 0; n0 < N; n0 += 4) matmul_rows(out, x, w, n0, N - n0 < 4 ? N - n0 : 4, K, M, accumulate);
+    return;
+  }
+  /* many rows: transpose w once, then the outer-product kernel (no horizontal sums) */
+  float *wt = malloc((size_t)K * M * sizeof *wt);
+  if (!wt) abort();
+#pragma omp parallel for schedule(static)
+  for (int k = 0; k < K; k++)
+    for (int m = 0; m < M; m++) wt[(long)k * M + m] = w[(long)m * K + k];
+  if (!accumulate) memset(out, 0, (size_t)N * M * sizeof *out);
+#pragma omp parallel for schedule(static)
+  for (int n0 = 0; n0 < N; n0 += 4)
+    outer_rows(out + (long)n0 * M, M, x + (long)n0 * K, K, 1, N - n0 < 4 ? N - n0 : 4, wt, K, M);
+  free(wt);
 }
 
 static void matmul_backward(float *dx, float *dw, const float *dout, const float *x, const float *w, int N, int K,
