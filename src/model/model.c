@@ -41,6 +41,7 @@ static void free_acts(keel_model *m) {
                    &A->z, &A->z_rstd, &A->dz};
     for (size_t i = 0; i < sizeof f / sizeof *f; i++) free(*f[i]);
     free(A->sel), free(A->order), free(A->slot), free(A->offs);
+    if (l >= m->c.num_hidden_layers) free(A->x); /* an MTP block owns its input; main blocks alias */
   }
   free(m->acts);
   free(m->h0), free(m->z), free(m->z_rstd), free(m->dz), free(m->logits), free(m->losses), free(m->pos);
