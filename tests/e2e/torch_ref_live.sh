@@ -6,3 +6,5 @@ source "$(dirname "$0")/lib.bash"
 /usr/bin/python3 tests/ref/deepseek_ref.py make-fixture "$T/full" --variant full --seed 7
 /usr/bin/python3 tests/ref/deepseek_ref.py make-fixture "$T/dense" --variant dense --seed 8
 KEEL_REF_FIXTURES=$T build/tests/test_ref
+/usr/bin/python3 tests/ref/ops_ref.py "$T/ops.safetensors" --seed 11
+KEEL_REF_FIXTURES=$T build/tests/test_ops

@@ -37,3 +37,7 @@ cmp -s "$T/g1" "$T/g2" || fail "same seed, different text"
 "$KEEL" eval -m "$T/a/final" --data "$T/data" --batches 2 --batch 2 --seq 32 > "$T/eval.txt"; grep -q "val loss" "$T/eval.txt" || fail "eval"
 "$KEEL" inspect "$T/a/final" > "$T/inspect.txt"; grep -q "parameters" "$T/inspect.txt" || fail "inspect of a model dir"
 echo "generate, eval and inspect work on the trained model: $(head -c 80 "$T/g1" | tr '\n' ' ')"
+# keel chat: two turns from stdin with the DeepSeek template, then end of input
+printf 'Hello there\nAnd again\n' | "$KEEL" chat -m "$T/a/final" -n 8 -s 2 --temp 0 > "$T/chat.out" 2> "$T/chat.err"
+[ "$(grep -c '' "$T/chat.out")" -ge 2 ] || fail "chat did not answer twice: $(cat "$T/chat.out" "$T/chat.err")"
+echo "chat: two turns answered"
