@@ -161,8 +161,10 @@ keel_status keel_train_run(const keel_train_opts *o) {
   double peak = keel_cpu_peak_flops_per_core() * threads, fpt = flops_per_token(&m, T);
   size_t total_p, active_p;
   keel_params_count(&m.c, &m.tab, &total_p, &active_p);
-  fprintf(stderr, "keel train: %.2fM parameters (%.2fM active per token), %ld steps of %d x %d x %d tokens, %d threads\n",
-          total_p / 1e6, active_p / 1e6, o->steps, o->grad_accum, B, T, threads);
+  fprintf(stderr,
+          "keel train: %.2fM parameters (%.2fM active per token), %ld steps of %d x %d x %d tokens, %d threads, "
+          "measured peak %.0f GFLOP/s\n",
+          total_p / 1e6, active_p / 1e6, o->steps, o->grad_accum, B, T, threads, peak / 1e9);
   int L = m.c.num_hidden_layers, LD = L + m.c.num_nextn_predict_layers, E = m.c.n_routed_experts;
   double t_start = now();
   long first = cs.step;
