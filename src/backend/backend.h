@@ -35,6 +35,12 @@ typedef struct keel_backend {
   void (*attention_backward)(float *dq, float *dkv, float *dkpe, const float *dout, const float *att, const float *q,
                              const float *kv, const float *kpe, int B, int T, int H, int dn, int dr, int dv,
                              float scale);
+  /* Decode attention in MLA's absorbed form for one query and H heads over a
+   * latent cache of len positions: qabs (H, rkv) = W_UK^T q_nope per head,
+   * qpe (H, dr) rotated; ckv (len, rkv) normalised latents, kpe (len, dr)
+   * rotated keys; olat (H, rkv) = softmax(scale (qabs.ckv + qpe.kpe)) ckv. */
+  void (*attention_latent)(float *olat, const float *qabs, const float *qpe, const float *ckv, const float *kpe,
+                           int len, int H, int rkv, int dr, float scale);
   /* h (N, I) = silu(g) * u */
   void (*swiglu)(float *h, const float *g, const float *u, int N, int I);
   void (*swiglu_backward)(float *dg, float *du, const float *dh, const float *g, const float *u, int N, int I);

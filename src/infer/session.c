@@ -22,13 +22,13 @@ keel_status keel_session_init(keel_session *s, keel_model *m, int max_len) {
   s->kpe = fa((size_t)L * max_len * dr);
   s->x = fa((size_t)d), s->a = fa((size_t)d), s->qa = fa((size_t)c->q_lora_rank + 1), s->qn = fa((size_t)c->q_lora_rank + 1);
   s->q = fa((size_t)H * dq), s->kva = fa((size_t)rkv + dr), s->qabs = fa((size_t)H * rkv), s->olat = fa((size_t)H * rkv);
-  s->o = fa((size_t)H * c->v_head_dim), s->att = fa((size_t)max_len), s->tmp = fa((size_t)d + rkv);
+  s->o = fa((size_t)H * c->v_head_dim), s->qpe = fa((size_t)H * dr), s->tmp = fa((size_t)d + rkv);
   s->logits = fa((size_t)c->vocab_size);
   return KEEL_OK;
 }
 
 void keel_session_free(keel_session *s) {
-  float **f[] = {&s->ckv, &s->kpe, &s->x, &s->a, &s->qa, &s->qn, &s->q, &s->kva, &s->qabs, &s->olat, &s->o, &s->att,
+  float **f[] = {&s->ckv, &s->kpe, &s->x, &s->a, &s->qa, &s->qn, &s->q, &s->kva, &s->qabs, &s->qpe, &s->olat, &s->o,
                  &s->tmp, &s->logits};
   for (size_t i = 0; i < sizeof f / sizeof *f; i++) free(*f[i]);
   memset(s, 0, sizeof *s);
@@ -63,34 +63,17 @@ keel_status keel_session_step(keel_session *s, int32_t token) {
     be->rmsnorm(ckv + (size_t)p * rkv, &rstd, s->kva, w->kv_norm, 1, rkv, eps);
     memcpy(kpe + (size_t)p * dr, s->kva + rkv, (size_t)dr * sizeof(float));
     be->rope(kpe + (size_t)p * dr, &p, m->rope_cos, m->rope_sin, 1, 1, dr, 0, dr, 0);
+    /* absorb W_UK into each head's query, attend over the latent cache, absorb W_UV after */
+    memset(s->qabs, 0, (size_t)H * rkv * sizeof(float));
     for (int h = 0; h < H; h++) {
       const float *wh = w->wkv_b + (size_t)h * (dn + dv) * rkv; /* W_UK rows, then W_UV rows */
-      const float *qn = s->q + (size_t)h * dq, *qp = qn + dn;
-      float *qabs = s->qabs + (size_t)h * rkv;
-      for (int r = 0; r < rkv; r++) qabs[r] = 0;
-      for (int k = 0; k < dn; k++)
-        for (int r = 0; r < rkv; r++) qabs[r] += qn[k] * wh[(size_t)k * rkv + r];
-      float mx = -INFINITY;
-      for (int j = 0; j <= p; j++) {
-        const float *cj = ckv + (size_t)j * rkv, *pj = kpe + (size_t)j * dr;
-        float sc = 0;
-        for (int r = 0; r < rkv; r++) sc += qabs[r] * cj[r];
-        for (int i = 0; i < dr; i++) sc += qp[i] * pj[i];
-        s->att[j] = sc * m->softmax_scale;
-        if (s->att[j] > mx) mx = s->att[j];
-      }
-      float sum = 0;
-      for (int j = 0; j <= p; j++) sum += s->att[j] = expf(s->att[j] - mx);
-      float *olat = s->olat + (size_t)h * rkv;
-      for (int r = 0; r < rkv; r++) olat[r] = 0;
-      for (int j = 0; j <= p; j++) {
-        float a = s->att[j] / sum;
-        const float *cj = ckv + (size_t)j * rkv;
-        for (int r = 0; r < rkv; r++) olat[r] += a * cj[r];
-      }
-      float *o = s->o + (size_t)h * dv;
-      be->matmul(o, olat, wh + (size_t)dn * rkv, 1, rkv, dv, 0);
+      be->matmul_backward(s->qabs + (size_t)h * rkv, NULL, s->q + (size_t)h * dq, NULL, wh, 1, rkv, dn);
+      memcpy(s->qpe + (size_t)h * dr, s->q + (size_t)h * dq + dn, (size_t)dr * sizeof(float));
     }
+    be->attention_latent(s->olat, s->qabs, s->qpe, ckv, kpe, p + 1, H, rkv, dr, m->softmax_scale);
+    for (int h = 0; h < H; h++)
+      be->matmul(s->o + (size_t)h * dv, s->olat + (size_t)h * rkv, w->wkv_b + ((size_t)h * (dn + dv) + dn) * rkv, 1, rkv,
+                 dv, 0);
     be->matmul(s->tmp, s->o, w->wo, 1, H * dv, d, 0);
     for (int i = 0; i < d; i++) s->x[i] += s->tmp[i];
     /* feed-forward through the model's one-row scratch */

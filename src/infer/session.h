@@ -11,7 +11,7 @@ typedef struct keel_session {
   int max_len, len;   /* capacity and tokens cached */
   float *ckv;         /* (L, max_len, rkv) */
   float *kpe;         /* (L, max_len, dr) */
-  float *x, *a, *qa, *qn, *q, *kva, *qabs, *olat, *o, *att, *tmp; /* scratch for one token */
+  float *x, *a, *qa, *qn, *q, *kva, *qabs, *qpe, *olat, *o, *tmp; /* scratch for one token */
   float *logits;      /* (V) of the last token */
 } keel_session;
 

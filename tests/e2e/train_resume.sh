@@ -41,3 +41,10 @@ echo "generate, eval and inspect work on the trained model: $(head -c 80 "$T/g1"
 printf 'Hello there\nAnd again\n' | "$KEEL" chat -m "$T/a/final" -n 8 -s 2 --temp 0 > "$T/chat.out" 2> "$T/chat.err"
 [ "$(grep -c '' "$T/chat.out")" -ge 2 ] || fail "chat did not answer twice: $(cat "$T/chat.out" "$T/chat.err")"
 echo "chat: two turns answered"
+# eval --dump-logits: (T, V) float32 for the main head, then (T-1, V) for MTP depth 1
+"$KEEL" eval -m "$T/a/final" --ids "5 9 17" --dump-logits "$T/l1.bin" 2>/dev/null
+"$KEEL" eval -m "$T/a/final" --ids "5 9 17" --dump-logits "$T/l2.bin" --mtp 2>/dev/null
+[ "$(wc -c < "$T/l1.bin")" = $((3 * 512 * 4)) ] || fail "dump-logits size $(wc -c < "$T/l1.bin")"
+[ "$(wc -c < "$T/l2.bin")" = $((5 * 512 * 4)) ] || fail "dump-logits --mtp size $(wc -c < "$T/l2.bin")"
+cmp -n $((3 * 512 * 4)) "$T/l1.bin" "$T/l2.bin" || fail "main-head logits differ with --mtp"
+echo "eval --dump-logits: main head and MTP depth 1 written"

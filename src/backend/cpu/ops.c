@@ -268,6 +268,7 @@ static const keel_backend cpu = {
     .rope = keel_cpu_ref_rope,
     .attention = attention,
     .attention_backward = attention_backward,
+    .attention_latent = keel_cpu_ref_attention_latent,
     .swiglu = keel_cpu_ref_swiglu,
     .swiglu_backward = keel_cpu_ref_swiglu_backward,
     .cross_entropy = cross_entropy,

@@ -3,6 +3,7 @@
  * are tested against them. Ops without a faster version are used by the fast
  * backend as they are. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "reference.h"
@@ -200,6 +201,29 @@ void keel_cpu_ref_adamw(float *p, const float *g, float *m, float *v, long n, fl
   }
 }
 
+void keel_cpu_ref_attention_latent(float *olat, const float *qabs, const float *qpe, const float *ckv,
+                                   const float *kpe, int len, int H, int rkv, int dr, float scale) {
+  float *a = malloc((size_t)(len > 0 ? len : 1) * sizeof *a);
+  if (!a) abort();
+  for (int h = 0; h < H; h++) {
+    const float *qa = qabs + (long)h * rkv, *qp = qpe + (long)h * dr;
+    float mx = -INFINITY, sum = 0;
+    for (int j = 0; j < len; j++) {
+      float s = 0;
+      for (int r = 0; r < rkv; r++) s += qa[r] * ckv[(long)j * rkv + r];
+      for (int i = 0; i < dr; i++) s += qp[i] * kpe[(long)j * dr + i];
+      a[j] = s * scale;
+      mx = a[j] > mx ? a[j] : mx;
+    }
+    for (int j = 0; j < len; j++) sum += a[j] = expf(a[j] - mx);
+    float *o = olat + (long)h * rkv;
+    for (int r = 0; r < rkv; r++) o[r] = 0;
+    for (int j = 0; j < len; j++)
+      for (int r = 0; r < rkv; r++) o[r] += a[j] / sum * ckv[(long)j * rkv + r];
+  }
+  free(a);
+}
+
 static const keel_backend reference = {
     .name = "cpu-reference",
     .matmul = matmul,
@@ -209,6 +233,7 @@ static const keel_backend reference = {
     .rope = keel_cpu_ref_rope,
     .attention = keel_cpu_ref_attention,
     .attention_backward = keel_cpu_ref_attention_backward,
+    .attention_latent = keel_cpu_ref_attention_latent,
     .swiglu = keel_cpu_ref_swiglu,
     .swiglu_backward = keel_cpu_ref_swiglu_backward,
     .cross_entropy = cross_entropy,

@@ -14,6 +14,8 @@ void keel_cpu_ref_attention(float *out, float *att, const float *q, const float 
 void keel_cpu_ref_attention_backward(float *dq, float *dkv, float *dkpe, const float *dout, const float *att,
                                      const float *q, const float *kv, const float *kpe, int B, int T, int H, int dn,
                                      int dr, int dv, float scale);
+void keel_cpu_ref_attention_latent(float *olat, const float *qabs, const float *qpe, const float *ckv,
+                                   const float *kpe, int len, int H, int rkv, int dr, float scale);
 void keel_cpu_ref_swiglu(float *h, const float *g, const float *u, int N, int I);
 void keel_cpu_ref_swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u, int N, int I);
 void keel_cpu_ref_adamw(float *p, const float *g, float *m, float *v, long n, float lr, float beta1, float beta2,
