@@ -7,6 +7,7 @@
 #include "../data/tokenizer.h"
 #include "../model/weights.h"
 #include "../train/checkpoint.h"
+#include "../train/supervisor.h"
 #include "../train/trainer.h"
 #include "cli.h"
 
@@ -35,11 +36,26 @@ static void usage(const keel_train_opts *d) {
          "      --eval-every N      validation every N steps, 0 for never (default %ld)\n"
          "      --eval-batches N    validation batches (default %d)\n"
          "      --ckpt-every N      checkpoint every N steps, 0 for only at the end (default %ld)\n"
+         "      --keep-last K       keep the newest K checkpoints (default %d, 0 keeps all)\n"
+         "      --keep-every M      and every M-th step forever (default 0: none)\n"
+         "      --spike-z Z         a loss Z standard deviations over the recent mean is a spike: roll back\n"
+         "                          to the newest good checkpoint and skip that batch (default %g, 0 off)\n"
+         "      --spike-window N    steps in the recent mean (default %d)\n"
+         "      --max-rollbacks N   stop if the same step spikes after N rollbacks (default %d)\n"
+         "      --abft              check every GEMM with checksums, recompute a step on a mismatch\n"
+         "      --replay-every N    every N steps replay the step on the reference kernels and compare\n"
+         "      --inject SPEC       fault injection (also KEEL_INJECT): kill@step=N, nan@step=N[:loss|grad],\n"
+         "                          spike@step=N, bitflip@step=N:gemm|param|grad, enospc@save=N, torn@save=N,\n"
+         "                          slow@step=N:MS, hang@step=N (comma-separated)\n"
+         "      --supervise         run in a worker process; restart it when it crashes or hangs\n"
+         "      --max-restarts N    restart budget of --supervise (default 5)\n"
+         "      --watchdog S        seconds without a finished step before the worker counts as hung (default 300)\n"
          "  -q, --quiet             no progress line\n\n"
-         "Rerunning the same command resumes from the newest checkpoint in RUN.\n",
+         "Rerunning the same command resumes from the newest good checkpoint in RUN.\n",
          d->steps, d->batch, d->seq, d->grad_accum, (double)d->lr, (double)d->min_lr, d->warmup, (double)d->wd,
          (double)d->clip, (double)d->beta1, (double)d->beta2, (double)d->bias_gamma, (double)d->mtp_lambda,
-         (unsigned long long)d->seed, d->eval_every, d->eval_batches, d->ckpt_every);
+         (unsigned long long)d->seed, d->eval_every, d->eval_batches, d->ckpt_every, d->keep_last, (double)d->spike_z,
+         d->spike_window, d->max_rollbacks);
 }
 
 static int num(const char *s, double lo, double hi, double *out) {
@@ -52,7 +68,8 @@ static int num(const char *s, double lo, double hi, double *out) {
 
 int keel_cmd_train(int argc, char **argv) {
   enum { O_STEPS = 1000, O_SEQ, O_ACCUM, O_LR, O_MINLR, O_WARM, O_SCHED, O_WD, O_CLIP, O_B1, O_B2, O_GAMMA, O_ALPHA,
-         O_LAMBDA, O_EVAL, O_EVALB, O_CKPT };
+         O_LAMBDA, O_EVAL, O_EVALB, O_CKPT, O_KEEPL, O_KEEPE, O_SPIKEZ, O_SPIKEW, O_MAXRB, O_ABFT, O_REPLAY, O_INJECT,
+         O_SUPER, O_MAXRS, O_WATCH };
   static const struct option opts[] = {
       {"data", required_argument, 0, 'd'},        {"out", required_argument, 0, 'o'},
       {"model", required_argument, 0, 'm'},       {"config", required_argument, 0, 'c'},
@@ -66,11 +83,18 @@ int keel_cmd_train(int argc, char **argv) {
       {"mtp-lambda", required_argument, 0, O_LAMBDA}, {"seed", required_argument, 0, 's'},
       {"threads", required_argument, 0, 't'},     {"eval-every", required_argument, 0, O_EVAL},
       {"eval-batches", required_argument, 0, O_EVALB}, {"ckpt-every", required_argument, 0, O_CKPT},
+      {"keep-last", required_argument, 0, O_KEEPL}, {"keep-every", required_argument, 0, O_KEEPE},
+      {"spike-z", required_argument, 0, O_SPIKEZ}, {"spike-window", required_argument, 0, O_SPIKEW},
+      {"max-rollbacks", required_argument, 0, O_MAXRB}, {"abft", no_argument, 0, O_ABFT},
+      {"replay-every", required_argument, 0, O_REPLAY}, {"inject", required_argument, 0, O_INJECT},
+      {"supervise", no_argument, 0, O_SUPER}, {"max-restarts", required_argument, 0, O_MAXRS},
+      {"watchdog", required_argument, 0, O_WATCH},
       {"quiet", no_argument, 0, 'q'},             {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0}};
   keel_train_opts o;
   keel_train_defaults(&o);
-  int c;
+  keel_supervise_opts so = {5, 300, 1.0};
+  int c, supervise = 0;
   double v;
   optind = 1;
   while ((c = getopt_long(argc, argv, "d:o:m:c:b:s:t:qh", opts, NULL)) != -1) {
@@ -102,13 +126,27 @@ int keel_cmd_train(int argc, char **argv) {
       case O_EVAL: if (num(optarg, 0, 1e12, &v)) o.eval_every = (long)v; else bad = "--eval-every must be >= 0"; break;
       case O_EVALB: if (num(optarg, 1, 1e6, &v)) o.eval_batches = (int)v; else bad = "--eval-batches must be >= 1"; break;
       case O_CKPT: if (num(optarg, 0, 1e12, &v)) o.ckpt_every = (long)v; else bad = "--ckpt-every must be >= 0"; break;
+      case O_KEEPL: if (num(optarg, 0, 1e6, &v)) o.keep_last = (int)v; else bad = "--keep-last must be >= 0"; break;
+      case O_KEEPE: if (num(optarg, 0, 1e12, &v)) o.keep_every = (int)v; else bad = "--keep-every must be >= 0"; break;
+      case O_SPIKEZ: if (num(optarg, 0, 1e6, &v)) o.spike_z = (float)v; else bad = "--spike-z must be >= 0"; break;
+      case O_SPIKEW: if (num(optarg, 2, 1e6, &v)) o.spike_window = (int)v; else bad = "--spike-window must be >= 2"; break;
+      case O_MAXRB: if (num(optarg, 0, 1e6, &v)) o.max_rollbacks = (int)v; else bad = "--max-rollbacks must be >= 0"; break;
+      case O_ABFT: o.abft = 1; break;
+      case O_REPLAY: if (num(optarg, 0, 1e12, &v)) o.replay_every = (long)v; else bad = "--replay-every must be >= 0"; break;
+      case O_INJECT: o.inject = optarg; break;
+      case O_SUPER: supervise = 1; break;
+      case O_MAXRS: if (num(optarg, 0, 1e6, &v)) so.max_restarts = (int)v; else bad = "--max-restarts must be >= 0"; break;
+      case O_WATCH: if (num(optarg, 0.1, 1e7, &v)) so.watchdog_s = v; else bad = "--watchdog must be > 0"; break;
       default: bad = "bad option";
     }
     if (bad) return keel_cli_usage_error("train", bad);
   }
   if (!o.data || !o.out) return keel_cli_usage_error("train", "--data and --out are required");
   if (!o.model_dir == !o.config_path) return keel_cli_usage_error("train", "give exactly one of --model and --config");
-  keel_status st = keel_train_run(&o);
+  keel_inject check;
+  keel_status st = keel_inject_parse(&check, o.inject ? o.inject : getenv("KEEL_INJECT"));
+  if (st) return keel_cli_error("train", st);
+  st = supervise ? keel_supervise(&o, &so) : keel_train_run(&o);
   return st ? keel_cli_error("train", st) : 0;
 }
 

@@ -176,33 +176,37 @@ keel_status keel_model_load(keel_model *m, const char *dir, const keel_backend *
   return st;
 }
 
-keel_status keel_model_save(const keel_model *m, const char *dir) {
+keel_status keel_weights_save(const keel_config *c, const keel_param_table *tab, const float *params,
+                              const float *bias, const char *dir) {
   keel_status st = keel_mkdirs(dir);
   if (st) return st;
   keel_st_writer w;
   keel_st_writer_init(&w);
   keel_st_writer_meta(&w, "format", "pt");
-  for (int i = 0; i < m->tab.n; i++) {
-    const keel_param_info *p = &m->tab.t[i];
-    keel_st_writer_add(&w, p->name, KEEL_DTYPE_F32, p->ndim, p->shape, m->params + p->offset);
+  const float *embed = NULL, *head = NULL;
+  for (int i = 0; i < tab->n; i++) {
+    const keel_param_info *p = &tab->t[i];
+    keel_st_writer_add(&w, p->name, KEEL_DTYPE_F32, p->ndim, p->shape, params + p->offset);
+    if (!strcmp(p->name, "model.embed_tokens.weight")) embed = params + p->offset;
+    if (!strcmp(p->name, "lm_head.weight")) head = params + p->offset;
   }
-  const keel_config *c = &m->c;
   int L = c->num_hidden_layers, D = c->num_nextn_predict_layers, E = c->n_routed_experts;
   char(*names)[96] = keel_xcalloc((size_t)(L + 3 * D + 1), sizeof *names);
   int nn = 0;
   for (int l = 0; l < L + D; l++) {
-    if (!m->w.layers[l].moe || c->topk_method != KEEL_TOPK_NOAUX_TC) continue;
+    int moe = l >= L ? E > 0 : keel_config_is_moe_layer(c, l);
+    if (!moe || c->topk_method != KEEL_TOPK_NOAUX_TC) continue;
     snprintf(names[nn], sizeof names[nn], "model.layers.%d.mlp.gate.e_score_correction_bias", l);
     int64_t shape[1] = {E};
-    keel_st_writer_add(&w, names[nn++], KEEL_DTYPE_F32, 1, shape, m->bias + (size_t)l * E);
+    keel_st_writer_add(&w, names[nn++], KEEL_DTYPE_F32, 1, shape, bias + (size_t)l * E);
   }
   /* MTP modules carry copies of the shared embedding and head in the HF layout */
   int64_t vd[2] = {c->vocab_size, c->hidden_size};
   for (int k = 0; k < D; k++) {
     snprintf(names[nn], sizeof names[nn], "model.layers.%d.embed_tokens.weight", L + k);
-    keel_st_writer_add(&w, names[nn++], KEEL_DTYPE_F32, 2, vd, m->w.embed);
+    keel_st_writer_add(&w, names[nn++], KEEL_DTYPE_F32, 2, vd, embed);
     snprintf(names[nn], sizeof names[nn], "model.layers.%d.shared_head.head.weight", L + k);
-    keel_st_writer_add(&w, names[nn++], KEEL_DTYPE_F32, 2, vd, m->w.head);
+    keel_st_writer_add(&w, names[nn++], KEEL_DTYPE_F32, 2, vd, head);
   }
   char *path = join(dir, "model.safetensors");
   st = keel_st_writer_save(&w, path);
@@ -216,4 +220,8 @@ keel_status keel_model_save(const keel_model *m, const char *dir) {
   free(cfg);
   json_decref(j);
   return st;
+}
+
+keel_status keel_model_save(const keel_model *m, const char *dir) {
+  return keel_weights_save(&m->c, &m->tab, m->params, m->bias, dir);
 }

@@ -13,5 +13,8 @@ keel_status keel_model_load(keel_model *m, const char *dir, const keel_backend *
 keel_status keel_model_load_weights(keel_model *m, const char *dir);
 /* Writes DIR/config.json and DIR/model.safetensors (atomically, file by file). */
 keel_status keel_model_save(const keel_model *m, const char *dir);
+/* The same from parts (a snapshot taken while training goes on). */
+keel_status keel_weights_save(const keel_config *c, const keel_param_table *tab, const float *params,
+                              const float *bias, const char *dir);
 
 #endif

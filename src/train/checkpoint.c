@@ -1,10 +1,12 @@
-/* Checkpoint writing and reading. */
+/* Checkpoint writing (background thread), verification, loading, retention. */
 #include "checkpoint.h"
 
 #include <dirent.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../../include/keel.h"
@@ -14,18 +16,24 @@
 #include "../io/safetensors.h"
 #include "../model/weights.h"
 
-static char *pathf(const char *fmt, const char *a, long n) {
-  size_t len = strlen(a) + strlen(fmt) + 32;
-  char *p = keel_xmalloc(len);
-  snprintf(p, len, fmt, a, n);
-  return p;
-}
-
 static char *joinp(const char *a, const char *b) {
   size_t n = strlen(a) + strlen(b) + 2;
   char *p = keel_xmalloc(n);
   snprintf(p, n, "%s/%s", a, b);
   return p;
+}
+
+static char *step_dir(const char *run, const char *fmt, long step) {
+  size_t n = strlen(run) + 64;
+  char *p = keel_xmalloc(n);
+  snprintf(p, n, fmt, run, step);
+  return p;
+}
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static keel_status copy_if_present(const char *from_dir, const char *to_dir, const char *name) {
@@ -48,9 +56,9 @@ keel_status keel_copy_tokenizer(const char *from_dir, const char *to_dir) {
   return st ? st : copy_if_present(from_dir, to_dir, "tokenizer_config.json");
 }
 
-static keel_status rm_rf(const char *dir) {
+static void rm_rf(const char *dir) {
   DIR *d = opendir(dir);
-  if (!d) return KEEL_OK;
+  if (!d) return;
   struct dirent *e;
   while ((e = readdir(d))) {
     if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
@@ -61,93 +69,135 @@ static keel_status rm_rf(const char *dir) {
   }
   closedir(d);
   rmdir(dir);
-  return KEEL_OK;
 }
 
-static json_t *file_sums(const char *dir) {
-  static const char *const names[] = {"config.json", "model.safetensors", "optimizer.safetensors", "tokenizer.json",
-                                      "tokenizer_config.json"};
-  json_t *files = json_object();
-  for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
-    char *p = joinp(dir, names[i]);
-    keel_mapped mp;
-    if (keel_path_exists(p) && !keel_file_map(&mp, p)) {
-      char sum[17];
-      snprintf(sum, sizeof sum, "%016llx", (unsigned long long)keel_xxh3(mp.data, mp.size));
-      json_object_set_new(files, names[i], json_pack("{s:I, s:s}", "bytes", (json_int_t)mp.size, "xxh3", sum));
-      keel_file_unmap(&mp);
-    }
-    free(p);
-  }
-  return files;
+static int cmp_desc(const void *a, const void *b) {
+  long x = *(const long *)a, y = *(const long *)b;
+  return (x < y) - (x > y);
 }
 
-keel_status keel_ckpt_save(const char *run, const keel_model *m, const keel_adamw *opt, const keel_ckpt_state *s,
-                           const char *tokenizer_dir) {
-  char *ck = joinp(run, "ckpt"), *tmp = pathf("%s/ckpt/.step-%ld.tmp", run, s->step),
-       *dst = pathf("%s/ckpt/step-%ld", run, s->step);
-  keel_status st = keel_mkdirs(ck);
-  rm_rf(tmp);
-  if (!st) st = keel_model_save(m, tmp);
-  if (!st && tokenizer_dir) st = keel_copy_tokenizer(tokenizer_dir, tmp);
-  if (!st) {
-    keel_st_writer w;
-    keel_st_writer_init(&w);
-    int64_t shape[1] = {(int64_t)opt->n};
-    keel_st_writer_add(&w, "adamw.m", KEEL_DTYPE_F32, 1, shape, opt->m);
-    keel_st_writer_add(&w, "adamw.v", KEEL_DTYPE_F32, 1, shape, opt->v);
-    char *p = joinp(tmp, "optimizer.safetensors");
-    st = keel_st_writer_save(&w, p);
-    free(p);
-    keel_st_writer_free(&w);
-  }
-  if (!st) {
-    json_t *j = json_pack("{s:I, s:I, s:{s:I, s:I, s:I}, s:I, s:i, s:s, s:o}", "step", (json_int_t)s->step,
-                          "adamw_step", (json_int_t)opt->t, "loader", "seed", (json_int_t)s->loader.seed, "epoch",
-                          (json_int_t)s->loader.epoch, "position", (json_int_t)s->loader.position, "seed",
-                          (json_int_t)s->seed, "world_size", 1, "keel_version", KEEL_VERSION, "files", file_sums(tmp));
-    char *p = joinp(tmp, "state.json");
-    st = keel_json_save_file(j, p, 2);
-    free(p);
-    json_decref(j);
-  }
-  if (!st) {
-    rm_rf(dst);
-    if (rename(tmp, dst) != 0) st = keel_fail(KEEL_ERR_IO, "%s: cannot rename checkpoint into place", dst);
-    else st = keel_fsync_dir_of(dst);
-  }
-  if (st) rm_rf(tmp);
-  free(ck), free(tmp), free(dst);
-  return st;
-}
-
-keel_status keel_ckpt_latest(const char *run, long *step) {
-  *step = -1;
+int keel_ckpt_list(const char *run, long **steps) {
   char *ck = joinp(run, "ckpt");
   DIR *d = opendir(ck);
+  int n = 0, cap = 16;
+  *steps = keel_xmalloc((size_t)cap * sizeof **steps);
   if (d) {
     struct dirent *e;
     while ((e = readdir(d))) {
-      long n;
+      long s;
       char tail;
-      if (sscanf(e->d_name, "step-%ld%c", &n, &tail) != 1 || n <= *step) continue;
-      char *sub = joinp(ck, e->d_name), *state = joinp(sub, "state.json");
-      free(sub);
-      if (keel_path_exists(state)) *step = n;
-      free(state);
+      if (sscanf(e->d_name, "step-%ld%c", &s, &tail) != 1 || s < 0) continue;
+      if (n == cap) *steps = keel_xrealloc(*steps, (size_t)(cap *= 2) * sizeof **steps);
+      (*steps)[n++] = s;
     }
     closedir(d);
   }
   free(ck);
+  qsort(*steps, (size_t)n, sizeof **steps, cmp_desc);
+  return n;
+}
+
+/* ---- the manifest ---- */
+
+static const char *const ckpt_files[] = {"config.json", "model.safetensors", "optimizer.safetensors", "tokenizer.json",
+                                         "tokenizer_config.json"};
+
+static keel_status file_sum(const char *path, uint64_t *bytes, uint64_t *sum) {
+  keel_mapped mp;
+  keel_status st = keel_file_map(&mp, path);
+  if (st) return st;
+  *bytes = mp.size;
+  *sum = keel_xxh3(mp.data, mp.size);
+  keel_file_unmap(&mp);
+  return KEEL_OK;
+}
+
+static uint64_t fingerprint(const float *params, size_t np, const float *bias, size_t nb, const float *m,
+                            const float *v) {
+  keel_xxh3_stream h;
+  keel_xxh3_begin(&h);
+  keel_xxh3_update(&h, params, np * sizeof *params);
+  keel_xxh3_update(&h, bias, nb * sizeof *bias);
+  keel_xxh3_update(&h, m, np * sizeof *m);
+  keel_xxh3_update(&h, v, np * sizeof *v);
+  return keel_xxh3_end(&h);
+}
+
+keel_status keel_ckpt_verify(const char *dir) {
+  char *state = joinp(dir, "state.json");
+  json_t *j = NULL;
+  keel_status st = KEEL_OK;
+  if (!keel_path_exists(state)) {
+    st = keel_fail(KEEL_ERR_FORMAT, "%s: manifest missing (an unfinished checkpoint)", state);
+    goto done;
+  }
+  if ((st = keel_json_load_file(&j, state))) goto done;
+  json_t *files = json_object_get(j, "files");
+  if (!json_is_object(files) || !json_object_get(files, "model.safetensors") ||
+      !json_object_get(files, "optimizer.safetensors")) {
+    st = keel_fail(KEEL_ERR_FORMAT, "%s: files is missing or incomplete", state);
+    goto done;
+  }
+  const char *name;
+  json_t *f;
+  json_object_foreach(files, name, f) {
+    char *p = joinp(dir, name);
+    uint64_t bytes, sum;
+    const char *want = json_string_value(json_object_get(f, "xxh3"));
+    json_int_t want_bytes = json_integer_value(json_object_get(f, "bytes"));
+    char got[17];
+    if (strchr(name, '/') || !keel_path_exists(p)) st = keel_fail(KEEL_ERR_FORMAT, "%s: missing", p);
+    else if ((st = file_sum(p, &bytes, &sum))) {
+    } else if ((json_int_t)bytes != want_bytes)
+      st = keel_fail(KEEL_ERR_FORMAT, "%s: %llu bytes, the manifest says %lld (truncated or extended)", p,
+                     (unsigned long long)bytes, (long long)want_bytes);
+    else if (snprintf(got, sizeof got, "%016llx", (unsigned long long)sum), !want || strcmp(got, want) != 0)
+      st = keel_fail(KEEL_ERR_FORMAT, "%s: xxh3 %s does not match the manifest's %s (corrupted)", p, got,
+                     want ? want : "(none)");
+    free(p);
+    if (st) goto done;
+  }
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  while (d && (e = readdir(d))) { /* nothing may sit beside what the manifest lists */
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || !strcmp(e->d_name, "state.json")) continue;
+    if (!json_object_get(files, e->d_name)) {
+      st = keel_fail(KEEL_ERR_FORMAT, "%s/%s: not in the manifest (an unexpected file)", dir, e->d_name);
+      break;
+    }
+  }
+  if (d) closedir(d);
+done:
+  json_decref(j);
+  free(state);
+  return st;
+}
+
+keel_status keel_ckpt_latest_good(const char *run, long *step, FILE *log) {
+  long *steps;
+  int n = keel_ckpt_list(run, &steps);
+  *step = -1;
+  for (int i = 0; i < n; i++) {
+    char *dir = step_dir(run, "%s/ckpt/step-%ld", steps[i]);
+    keel_status st = keel_ckpt_verify(dir);
+    free(dir);
+    if (!st) {
+      *step = steps[i];
+      break;
+    }
+    if (log) fprintf(log, "keel: checkpoint step-%ld is not usable: %s; trying the previous one\n", steps[i], keel_errmsg());
+  }
+  free(steps);
   return KEEL_OK;
 }
 
 keel_status keel_ckpt_load(const char *run, long step, keel_model *m, keel_adamw *opt, keel_ckpt_state *s) {
-  char *dir = pathf("%s/ckpt/step-%ld", run, step), *state = joinp(dir, "state.json"),
+  char *dir = step_dir(run, "%s/ckpt/step-%ld", step), *state = joinp(dir, "state.json"),
        *optp = joinp(dir, "optimizer.safetensors");
   json_t *j = NULL;
   keel_st_file f = {0};
-  keel_status st = keel_json_load_file(&j, state);
+  keel_status st = keel_ckpt_verify(dir);
+  if (!st) st = keel_json_load_file(&j, state);
   if (!st) st = keel_model_load_weights(m, dir);
   if (!st) st = keel_st_open(&f, optp);
   if (!st) {
@@ -161,17 +211,179 @@ keel_status keel_ckpt_load(const char *run, long step, keel_model *m, keel_adamw
     keel_st_close(&f);
   }
   if (!st) {
-    json_t *ld = json_object_get(j, "loader");
+    json_t *ld = json_object_get(j, "loader"), *sk = json_object_get(j, "skipped_steps");
+    memset(s, 0, sizeof *s);
     s->step = (long)json_integer_value(json_object_get(j, "step"));
     opt->t = (long)json_integer_value(json_object_get(j, "adamw_step"));
     s->seed = (uint64_t)json_integer_value(json_object_get(j, "seed"));
     s->loader.seed = (uint64_t)json_integer_value(json_object_get(ld, "seed"));
     s->loader.epoch = (uint64_t)json_integer_value(json_object_get(ld, "epoch"));
     s->loader.position = (uint64_t)json_integer_value(json_object_get(ld, "position"));
-    if (s->step != step || !json_is_object(ld))
-      st = keel_fail(KEEL_ERR_FORMAT, "%s: step or loader state missing", state);
+    for (size_t i = 0; i < json_array_size(sk) && s->n_skipped < KEEL_MAX_SKIPS; i++)
+      s->skipped[s->n_skipped++] = (long)json_integer_value(json_array_get(sk, i));
+    if (s->step != step || !json_is_object(ld)) st = keel_fail(KEEL_ERR_FORMAT, "%s: step or loader state missing", state);
+    int E = m->c.n_routed_experts ? m->c.n_routed_experts : 1;
+    size_t nb = (size_t)(m->c.num_hidden_layers + m->c.num_nextn_predict_layers) * E;
+    char got[17];
+    snprintf(got, sizeof got, "%016llx",
+             (unsigned long long)fingerprint(m->params, m->tab.total, m->bias, nb, opt->m, opt->v));
+    const char *want = json_string_value(json_object_get(j, "fingerprint"));
+    if (!st && (!want || strcmp(want, got) != 0))
+      st = keel_fail(KEEL_ERR_FORMAT, "%s: parameters and optimizer state load with fingerprint %s, the manifest says %s",
+                     dir, got, want ? want : "(none)");
   }
   json_decref(j);
   free(dir), free(state), free(optp);
   return st;
+}
+
+/* ---- writing ---- */
+
+void keel_ckpt_writer_init(keel_ckpt_writer *w, const char *run, const char *tokenizer_dir, int keep_last,
+                           int keep_every, keel_inject *inject) {
+  memset(w, 0, sizeof *w);
+  w->run = keel_xstrdup(run);
+  w->tokenizer_dir = tokenizer_dir ? keel_xstrdup(tokenizer_dir) : NULL;
+  w->keep_last = keep_last;
+  w->keep_every = keep_every;
+  w->inject = inject;
+}
+
+static void retention(keel_ckpt_writer *w) {
+  long *steps;
+  int n = keel_ckpt_list(w->run, &steps);
+  for (int i = 0; i < n; i++) {
+    int keep = i < w->keep_last || (w->keep_every > 0 && steps[i] % w->keep_every == 0) || w->keep_last <= 0;
+    if (keep) continue;
+    char *dir = step_dir(w->run, "%s/ckpt/step-%ld", steps[i]);
+    rm_rf(dir);
+    free(dir);
+  }
+  free(steps);
+}
+
+static keel_status write_all(keel_ckpt_writer *w, const char *tmp, long save_index) {
+  keel_status st = keel_weights_save(&w->c, w->tab, w->params, w->bias, tmp);
+  if (!st && w->tokenizer_dir) st = keel_copy_tokenizer(w->tokenizer_dir, tmp);
+  if (st) return st;
+  if (w->inject && keel_inject_take(w->inject, KEEL_FAULT_TORN, save_index)) raise(SIGKILL); /* dies mid-save */
+  if (w->inject && keel_inject_take(w->inject, KEEL_FAULT_ENOSPC, save_index))
+    return keel_fail(KEEL_ERR_IO, "%s/optimizer.safetensors: write failed: No space left on device (injected)", tmp);
+  keel_st_writer sw;
+  keel_st_writer_init(&sw);
+  int64_t shape[1] = {(int64_t)w->n_params};
+  keel_st_writer_add(&sw, "adamw.m", KEEL_DTYPE_F32, 1, shape, w->m);
+  keel_st_writer_add(&sw, "adamw.v", KEEL_DTYPE_F32, 1, shape, w->v);
+  char *p = joinp(tmp, "optimizer.safetensors");
+  st = keel_st_writer_save(&sw, p);
+  free(p);
+  keel_st_writer_free(&sw);
+  if (st) return st;
+  json_t *files = json_object();
+  w->bytes = 0;
+  for (size_t i = 0; i < sizeof ckpt_files / sizeof *ckpt_files && !st; i++) {
+    char *fp = joinp(tmp, ckpt_files[i]);
+    uint64_t bytes, sum;
+    if (keel_path_exists(fp) && !(st = file_sum(fp, &bytes, &sum))) {
+      char hex[17];
+      snprintf(hex, sizeof hex, "%016llx", (unsigned long long)sum);
+      json_object_set_new(files, ckpt_files[i], json_pack("{s:I, s:s}", "bytes", (json_int_t)bytes, "xxh3", hex));
+      w->bytes += bytes;
+    }
+    free(fp);
+  }
+  char *cfg = joinp(tmp, "config.json");
+  uint64_t cb = 0, ch = 0;
+  file_sum(cfg, &cb, &ch);
+  free(cfg);
+  json_t *skips = json_array();
+  for (int i = 0; i < w->s.n_skipped; i++) json_array_append_new(skips, json_integer(w->s.skipped[i]));
+  char fp_hex[17], cfg_hex[17];
+  snprintf(fp_hex, sizeof fp_hex, "%016llx",
+           (unsigned long long)fingerprint(w->params, w->n_params, w->bias, w->n_bias, w->m, w->v));
+  snprintf(cfg_hex, sizeof cfg_hex, "%016llx", (unsigned long long)ch);
+  json_t *j = json_pack("{s:I, s:I, s:{s:I, s:I, s:I}, s:I, s:o, s:i, s:s, s:s, s:s, s:o}", "step",
+                        (json_int_t)w->s.step, "adamw_step", (json_int_t)w->adamw_t, "loader", "seed",
+                        (json_int_t)w->s.loader.seed, "epoch", (json_int_t)w->s.loader.epoch, "position",
+                        (json_int_t)w->s.loader.position, "seed", (json_int_t)w->s.seed, "skipped_steps", skips,
+                        "world_size", 1, "keel_version", KEEL_VERSION, "config_hash", cfg_hex, "fingerprint", fp_hex,
+                        "files", files);
+  p = joinp(tmp, "state.json");
+  if (!st) st = keel_json_save_file(j, p, 2); /* the manifest goes last */
+  free(p);
+  json_decref(j);
+  return st;
+}
+
+static void *writer_main(void *arg) {
+  keel_ckpt_writer *w = arg;
+  double t0 = now();
+  char *ck = joinp(w->run, "ckpt"), *tmp = step_dir(w->run, "%s/ckpt/.step-%ld.tmp", w->s.step),
+       *dst = step_dir(w->run, "%s/ckpt/step-%ld", w->s.step);
+  keel_status st = keel_mkdirs(ck);
+  rm_rf(tmp);
+  if (!st) st = write_all(w, tmp, w->n_saves);
+  if (!st) {
+    if (keel_path_exists(dst)) rm_rf(dst); /* an older save of the same step (before a rollback) */
+    if (rename(tmp, dst) != 0) st = keel_fail(KEEL_ERR_IO, "%s: cannot rename the checkpoint into place", dst);
+    else st = keel_fsync_dir_of(dst);
+  }
+  if (st) {
+    snprintf(w->err, sizeof w->err, "%s", keel_errmsg());
+    rm_rf(tmp); /* the previous checkpoint is never touched */
+  } else {
+    retention(w);
+  }
+  w->ok = !st;
+  w->done_step = w->s.step;
+  w->seconds = now() - t0;
+  free(ck), free(tmp), free(dst);
+  return NULL;
+}
+
+void keel_ckpt_writer_wait(keel_ckpt_writer *w) {
+  if (!w->busy) return;
+  pthread_join(w->thread, NULL);
+  w->busy = 0;
+  w->done = 1;
+}
+
+int keel_ckpt_writer_poll(keel_ckpt_writer *w) {
+  int d = w->done;
+  w->done = 0;
+  return d;
+}
+
+static float *dup_floats(float *old, const float *src, size_t n) {
+  float *p = keel_xrealloc(old, (n ? n : 1) * sizeof *p);
+  memcpy(p, src, n * sizeof *p);
+  return p;
+}
+
+void keel_ckpt_writer_submit(keel_ckpt_writer *w, const keel_model *m, const keel_adamw *opt, const keel_ckpt_state *s) {
+  keel_ckpt_writer_wait(w);
+  int E = m->c.n_routed_experts ? m->c.n_routed_experts : 1;
+  w->c = m->c;
+  w->tab = &m->tab;
+  w->n_params = m->tab.total;
+  w->n_bias = (size_t)(m->c.num_hidden_layers + m->c.num_nextn_predict_layers) * E;
+  w->params = dup_floats(w->params, m->params, w->n_params);
+  w->bias = dup_floats(w->bias, m->bias, w->n_bias);
+  w->m = dup_floats(w->m, opt->m, w->n_params);
+  w->v = dup_floats(w->v, opt->v, w->n_params);
+  w->adamw_t = opt->t;
+  w->s = *s;
+  w->n_saves++;
+  w->err[0] = 0;
+  w->busy = pthread_create(&w->thread, NULL, writer_main, w) == 0;
+  if (!w->busy) { /* no thread: write in place */
+    writer_main(w);
+    w->done = 1;
+  }
+}
+
+void keel_ckpt_writer_free(keel_ckpt_writer *w) {
+  keel_ckpt_writer_wait(w);
+  free(w->run), free(w->tokenizer_dir), free(w->params), free(w->bias), free(w->m), free(w->v);
+  memset(w, 0, sizeof *w);
 }

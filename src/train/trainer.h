@@ -26,7 +26,15 @@ typedef struct keel_train_opts {
   long eval_every;
   int eval_batches;
   long ckpt_every;
+  int keep_last, keep_every; /* checkpoint retention: the newest K, plus every M-th step forever */
+  float spike_z;           /* loss more than z standard deviations above the recent mean is a spike */
+  int spike_window;        /* steps in that window */
+  int max_rollbacks;       /* rollbacks for a spike at the same step before giving up */
+  const char *inject;      /* fault-injection spec (see inject.h); KEEL_INJECT when NULL */
+  int abft;                /* verify every GEMM with checksums; recompute a step on a mismatch */
+  long replay_every;       /* every N steps, replay the step on the reference kernels and compare */
   int quiet;               /* no progress line */
+  int heartbeat_fd;        /* > 0: write a byte here after every step (for the supervisor) */
 } keel_train_opts;
 
 void keel_train_defaults(keel_train_opts *o);
