@@ -16,6 +16,8 @@ static const struct {
     {"generate", keel_cmd_generate, "generate text from a prompt"},
     {"chat", keel_cmd_chat, "interactive chat with the DeepSeek template"},
     {"eval", keel_cmd_eval, "validation loss, or logits of given ids"},
+    {"verify", keel_cmd_verify, "check checkpoints against their manifests"},
+    {"report", keel_cmd_report, "what happened in a training run"},
     {"tokenize", keel_cmd_tokenize, "text <-> token ids with a tokenizer.json"},
     {"tokenizer", keel_cmd_tokenizer, "tokenizer tools: train a BPE vocabulary"},
     {"inspect", keel_cmd_inspect, "what is in a safetensors file, token shard or tokenizer"},

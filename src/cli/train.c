@@ -43,6 +43,7 @@ static void usage(const keel_train_opts *d) {
          "      --spike-window N    steps in the recent mean (default %d)\n"
          "      --max-rollbacks N   stop if the same step spikes after N rollbacks (default %d)\n"
          "      --abft              check every GEMM with checksums, recompute a step on a mismatch\n"
+         "      --abft-every N      the same on every N-th step only\n"
          "      --replay-every N    every N steps replay the step on the reference kernels and compare\n"
          "      --inject SPEC       fault injection (also KEEL_INJECT): kill@step=N, nan@step=N[:loss|grad],\n"
          "                          spike@step=N, bitflip@step=N:gemm|param|grad, enospc@save=N, torn@save=N,\n"
@@ -69,7 +70,7 @@ static int num(const char *s, double lo, double hi, double *out) {
 int keel_cmd_train(int argc, char **argv) {
   enum { O_STEPS = 1000, O_SEQ, O_ACCUM, O_LR, O_MINLR, O_WARM, O_SCHED, O_WD, O_CLIP, O_B1, O_B2, O_GAMMA, O_ALPHA,
          O_LAMBDA, O_EVAL, O_EVALB, O_CKPT, O_KEEPL, O_KEEPE, O_SPIKEZ, O_SPIKEW, O_MAXRB, O_ABFT, O_REPLAY, O_INJECT,
-         O_SUPER, O_MAXRS, O_WATCH };
+         O_SUPER, O_MAXRS, O_WATCH, O_ABFTN };
   static const struct option opts[] = {
       {"data", required_argument, 0, 'd'},        {"out", required_argument, 0, 'o'},
       {"model", required_argument, 0, 'm'},       {"config", required_argument, 0, 'c'},
@@ -88,7 +89,7 @@ int keel_cmd_train(int argc, char **argv) {
       {"max-rollbacks", required_argument, 0, O_MAXRB}, {"abft", no_argument, 0, O_ABFT},
       {"replay-every", required_argument, 0, O_REPLAY}, {"inject", required_argument, 0, O_INJECT},
       {"supervise", no_argument, 0, O_SUPER}, {"max-restarts", required_argument, 0, O_MAXRS},
-      {"watchdog", required_argument, 0, O_WATCH},
+      {"watchdog", required_argument, 0, O_WATCH}, {"abft-every", required_argument, 0, O_ABFTN},
       {"quiet", no_argument, 0, 'q'},             {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0}};
   keel_train_opts o;
@@ -131,7 +132,8 @@ int keel_cmd_train(int argc, char **argv) {
       case O_SPIKEZ: if (num(optarg, 0, 1e6, &v)) o.spike_z = (float)v; else bad = "--spike-z must be >= 0"; break;
       case O_SPIKEW: if (num(optarg, 2, 1e6, &v)) o.spike_window = (int)v; else bad = "--spike-window must be >= 2"; break;
       case O_MAXRB: if (num(optarg, 0, 1e6, &v)) o.max_rollbacks = (int)v; else bad = "--max-rollbacks must be >= 0"; break;
-      case O_ABFT: o.abft = 1; break;
+      case O_ABFT: o.abft_every = 1; break;
+      case O_ABFTN: if (num(optarg, 0, 1e12, &v)) o.abft_every = (long)v; else bad = "--abft-every must be >= 0"; break;
       case O_REPLAY: if (num(optarg, 0, 1e12, &v)) o.replay_every = (long)v; else bad = "--replay-every must be >= 0"; break;
       case O_INJECT: o.inject = optarg; break;
       case O_SUPER: supervise = 1; break;

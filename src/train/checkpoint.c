@@ -280,7 +280,7 @@ static keel_status write_all(keel_ckpt_writer *w, const char *tmp, long save_ind
   keel_st_writer_free(&sw);
   if (st) return st;
   json_t *files = json_object();
-  w->bytes = 0;
+  w->r_bytes = 0;
   for (size_t i = 0; i < sizeof ckpt_files / sizeof *ckpt_files && !st; i++) {
     char *fp = joinp(tmp, ckpt_files[i]);
     uint64_t bytes, sum;
@@ -288,7 +288,7 @@ static keel_status write_all(keel_ckpt_writer *w, const char *tmp, long save_ind
       char hex[17];
       snprintf(hex, sizeof hex, "%016llx", (unsigned long long)sum);
       json_object_set_new(files, ckpt_files[i], json_pack("{s:I, s:s}", "bytes", (json_int_t)bytes, "xxh3", hex));
-      w->bytes += bytes;
+      w->r_bytes += bytes;
     }
     free(fp);
   }
@@ -329,23 +329,31 @@ static void *writer_main(void *arg) {
     else st = keel_fsync_dir_of(dst);
   }
   if (st) {
-    snprintf(w->err, sizeof w->err, "%s", keel_errmsg());
+    snprintf(w->r_err, sizeof w->r_err, "%s", keel_errmsg());
     rm_rf(tmp); /* the previous checkpoint is never touched */
   } else {
     retention(w);
   }
-  w->ok = !st;
-  w->done_step = w->s.step;
-  w->seconds = now() - t0;
+  w->r_ok = !st;
+  w->r_seconds = now() - t0;
   free(ck), free(tmp), free(dst);
   return NULL;
+}
+
+static void take_result(keel_ckpt_writer *w) {
+  w->ok = w->r_ok;
+  w->done_step = w->s.step;
+  w->seconds = w->r_seconds;
+  w->bytes = w->r_bytes;
+  snprintf(w->err, sizeof w->err, "%s", w->r_err);
+  w->done = 1;
 }
 
 void keel_ckpt_writer_wait(keel_ckpt_writer *w) {
   if (!w->busy) return;
   pthread_join(w->thread, NULL);
   w->busy = 0;
-  w->done = 1;
+  take_result(w);
 }
 
 int keel_ckpt_writer_poll(keel_ckpt_writer *w) {
@@ -374,11 +382,11 @@ void keel_ckpt_writer_submit(keel_ckpt_writer *w, const keel_model *m, const kee
   w->adamw_t = opt->t;
   w->s = *s;
   w->n_saves++;
-  w->err[0] = 0;
+  w->r_err[0] = 0;
   w->busy = pthread_create(&w->thread, NULL, writer_main, w) == 0;
   if (!w->busy) { /* no thread: write in place */
     writer_main(w);
-    w->done = 1;
+    take_result(w);
   }
 }
 

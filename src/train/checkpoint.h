@@ -44,7 +44,12 @@ typedef struct keel_ckpt_writer {
   keel_ckpt_state s;
   pthread_t thread;
   int busy;
-  /* result of the last finished save, taken with keel_ckpt_writer_poll */
+  /* written by the thread */
+  int r_ok;
+  double r_seconds;
+  uint64_t r_bytes;
+  char r_err[512];
+  /* result of the last finished save, copied when it is joined; taken with keel_ckpt_writer_poll */
   int done, ok;
   long done_step;
   double seconds;
@@ -54,7 +59,8 @@ typedef struct keel_ckpt_writer {
 
 void keel_ckpt_writer_init(keel_ckpt_writer *w, const char *run, const char *tokenizer_dir, int keep_last,
                            int keep_every, keel_inject *inject);
-/* Waits for a save in flight, snapshots the model and optimizer, starts writing. */
+/* Snapshots the model and optimizer and starts writing; call only when no save is in flight
+ * (keel_ckpt_writer_wait first, and poll its result). */
 void keel_ckpt_writer_submit(keel_ckpt_writer *w, const keel_model *m, const keel_adamw *opt, const keel_ckpt_state *s);
 /* Waits for the save in flight, if any. */
 void keel_ckpt_writer_wait(keel_ckpt_writer *w);

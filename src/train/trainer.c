@@ -94,6 +94,18 @@ static void fmt_time(char *b, size_t n, double s) {
   else snprintf(b, n, "%dm%02ds", (int)(s / 60), (int)s % 60);
 }
 
+static void log_save(keel_ckpt_writer *w, const char *run) {
+  if (!keel_ckpt_writer_poll(w)) return;
+  if (w->ok) {
+    keel_event(run, "save", "\"step\": %ld, \"bytes\": %llu, \"seconds\": %.3f", w->done_step,
+               (unsigned long long)w->bytes, w->seconds);
+    return;
+  }
+  fprintf(stderr, "keel train: checkpoint of step %ld failed: %s; training goes on, the next save retries\n",
+          w->done_step, w->err);
+  keel_event(run, "save_failed", "\"step\": %ld, \"reason\": \"%s\"", w->done_step, w->err);
+}
+
 typedef struct guard {
   double *win; /* recent losses of applied steps (ring) */
   int n, cap, head;
@@ -223,7 +235,6 @@ keel_status keel_train_run(const keel_train_opts *o) {
     keel_params_init(m.params, &m.tab, o->seed, 0.006f);
   }
   have_model = 1;
-  if (o->abft) m.be = keel_backend_abft(keel_backend_cpu());
   if (train.h.vocab_size > (uint32_t)m.c.vocab_size) {
     st = keel_fail(KEEL_ERR_ARG, "%s: the tokenizer has %u ids but the model's vocab_size is %d", train_p,
                    train.h.vocab_size, m.c.vocab_size);
@@ -284,19 +295,22 @@ keel_status keel_train_run(const keel_train_opts *o) {
     keel_loader_state at = loader.state;
     int skip_batch = is_skipped(&cs, step + 1);
     double ls[4];
-    long det0 = o->abft ? keel_abft_get_stats()->detections : 0;
+    int checked = o->abft_every > 0 && (step + 1) % o->abft_every == 0;
+    m.be = checked ? keel_backend_abft(keel_backend_cpu()) : keel_backend_cpu();
+    long det0 = keel_abft_get_stats()->detections;
     for (int i = 0; i < inj.n; i++) /* bitflip@step=N:gemm arms the GEMM hook for this step */
       if (!inj.items[i].fired && inj.items[i].kind == KEEL_FAULT_BITFLIP && inj.items[i].at == step + 1 &&
           !strcmp(inj.items[i].arg, "gemm"))
         inj.items[i].fired = 1, keel_abft_arm_flip((uint64_t)step * 7919 + 1, NULL);
     compute_step(&m, &loader, o, skip_batch, x, y, ls);
-    if (o->abft && keel_abft_get_stats()->detections != det0) { /* silent corruption in a GEMM: recompute */
+    if (checked && keel_abft_get_stats()->detections != det0) { /* silent corruption in a GEMM: recompute */
       keel_event(o->out, "sdc_detected", "\"step\": %ld, \"check\": \"abft\", \"gemms\": %ld", step + 1,
                  keel_abft_get_stats()->detections - det0);
       fprintf(stderr, "keel train: step %ld: a GEMM failed its checksum; recomputing the step\n", step + 1);
       keel_loader_restore(&loader, &at);
       compute_step(&m, &loader, o, skip_batch, x, y, ls);
     }
+    m.be = keel_backend_cpu();
     if (o->replay_every > 0 && (step + 1) % o->replay_every == 0) {
       double d = replay_reference(&m, &loader, &at, o, skip_batch, x, y);
       keel_event(o->out, "replay", "\"step\": %ld, \"max_rel_diff\": %.3g, \"ok\": %s", step + 1, d,
@@ -342,6 +356,7 @@ keel_status keel_train_run(const keel_train_opts *o) {
         goto done;
       }
       keel_ckpt_writer_wait(&writer);
+      log_save(&writer, o->out);
       long good;
       keel_ckpt_latest_good(o->out, &good, stderr);
       fprintf(stderr, "keel train: step %ld: loss %.4f is a spike (z = %.1f)", step + 1, lm, z);
@@ -410,26 +425,23 @@ keel_status keel_train_run(const keel_train_opts *o) {
       fprintf(stderr, "%sstep %ld: train lm loss %.4f (total %.4f), val loss %.4f (perplexity %.1f)\n",
               isatty(2) && !o->quiet ? "\r\033[K" : "", step, lm, loss, vl, exp(vl));
     }
-    if (o->ckpt_every > 0 && (step % o->ckpt_every == 0 || last)) {
+    int due = o->ckpt_every > 0 && (step % o->ckpt_every == 0 || last);
+    if (due || last) keel_ckpt_writer_wait(&writer); /* at most one save in flight */
+    log_save(&writer, o->out);
+    if (due) {
       cs.step = step;
       cs.loader = loader.state;
       keel_ckpt_writer_submit(&writer, &m, &opt, &cs);
-    }
-    if (last) keel_ckpt_writer_wait(&writer);
-    if (keel_ckpt_writer_poll(&writer)) {
-      if (writer.ok)
-        keel_event(o->out, "save", "\"step\": %ld, \"bytes\": %llu, \"seconds\": %.3f", writer.done_step,
-                   (unsigned long long)writer.bytes, writer.seconds);
-      else {
-        fprintf(stderr, "keel train: checkpoint of step %ld failed: %s; training goes on, the next save retries\n",
-                writer.done_step, writer.err);
-        keel_event(o->out, "save_failed", "\"step\": %ld, \"reason\": \"%s\"", writer.done_step, writer.err);
+      if (last) {
+        keel_ckpt_writer_wait(&writer);
+        log_save(&writer, o->out);
       }
     }
     if (o->heartbeat_fd > 0 && write(o->heartbeat_fd, "", 1) < 0) { /* the supervisor is gone */
     }
     if (keel_inject_take(&inj, KEEL_FAULT_KILL, step)) {
       keel_ckpt_writer_wait(&writer);
+      log_save(&writer, o->out);
       raise(SIGKILL);
     }
   }
@@ -439,7 +451,7 @@ keel_status keel_train_run(const keel_train_opts *o) {
   st = keel_copy_tokenizer(o->data, final_p);
   if (!st) {
     keel_event(o->out, "done", "\"step\": %ld, \"seconds\": %.3f", o->steps, now() - t_start);
-    if (o->abft)
+    if (o->abft_every > 0)
       fprintf(stderr, "keel train: ABFT checked %ld GEMMs, %ld mismatches, %.2fs spent checking\n",
               keel_abft_get_stats()->checks, keel_abft_get_stats()->detections, keel_abft_get_stats()->seconds);
     fprintf(stderr, "keel train: done in %.1fs; model in %s\n", now() - t_start, final_p);

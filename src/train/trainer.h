@@ -31,7 +31,7 @@ typedef struct keel_train_opts {
   int spike_window;        /* steps in that window */
   int max_rollbacks;       /* rollbacks for a spike at the same step before giving up */
   const char *inject;      /* fault-injection spec (see inject.h); KEEL_INJECT when NULL */
-  int abft;                /* verify every GEMM with checksums; recompute a step on a mismatch */
+  long abft_every;         /* verify the GEMMs of every N-th step with checksums (0: never); recompute on a mismatch */
   long replay_every;       /* every N steps, replay the step on the reference kernels and compare */
   int quiet;               /* no progress line */
   int heartbeat_fd;        /* > 0: write a byte here after every step (for the supervisor) */
