@@ -381,7 +381,7 @@ keel_status keel_train_run(const keel_train_opts *o) {
         st = keel_fail(KEEL_ERR_IO, "%s: cannot open for appending", metrics_p);
         goto done;
       }
-      gd.n = gd.head = 0;
+      /* the loss window stays: its losses came before the spike */
       step = good;
       continue;
     }

@@ -18,3 +18,14 @@ awk -v c="$c" -v h="$h" 'BEGIN { d = (h - c) / c; if (d < 0) d = -d; exit !(d <=
 "$KEEL" report "$T/hit" > "$T/report.txt"
 grep -q "rollbacks             1" "$T/report.txt" && grep -q "2 non-finite steps" "$T/report.txt" || fail "report: $(cat "$T/report.txt")"
 echo "nan@12 (loss), nan@17 (grad) skipped; spike@29 rolled back to 28 and skipped; final val loss $h vs clean $c"
+# the same step spiking again and again: after --max-rollbacks the run stops with a clear message
+set +e
+run_train "$T/loop" --max-rollbacks 1 --inject spike@step=29,spike@step=29,spike@step=29 2> /dev/null; rc=$?
+set -e
+[ $rc = 2 ] || fail "repeated spikes: exit $rc"
+grep -q "step 29: the loss spikes again after 1 rollbacks; stopping" "$T/stderr.log" || fail "no stop message: $(tail -2 "$T/stderr.log")"
+grep -q '"event": "stop"' "$T/loop/events.jsonl" || fail "no stop event"
+# a flipped exponent bit in a parameter or a gradient: the guards keep the run alive
+run_train "$T/pflip" --eval-every 40 --inject bitflip@step=20:param,bitflip@step=25:grad || fail "run with bit flips failed"
+grep -q '"val_loss"' "$T/pflip/metrics.jsonl" && ! grep -q '"val_loss": nan' "$T/pflip/metrics.jsonl" || fail "bit-flipped run ended without a finite loss"
+echo "repeated spikes stop the run after --max-rollbacks; parameter and gradient bit flips survived"

@@ -17,3 +17,7 @@ run_train "$T/torn" 2> "$T/torn.log" || fail "torn: rerun failed"
 grep -q "resuming .* from step 4" "$T/stderr.log" || fail "torn: did not resume from step 4"
 same_weights "$T/ref" "$T/torn" || fail "torn: final weights differ"
 echo "enospc@save: reported, training continued; torn@save: previous checkpoint intact, resumed; same final weights"
+# retention: the newest 2 checkpoints plus every 4th step
+run_train "$T/keep" --keep-last 2 --keep-every 4 || fail "retention run failed"
+[ "$(ls "$T/keep/ckpt" | sort -t- -k2 -n | tr '\n' ' ')" = "step-4 step-8 step-10 step-12 " ] || fail "retention kept: $(ls "$T/keep/ckpt")"
+echo "retention: kept step-4 step-8 step-10 step-12"
