@@ -20,6 +20,8 @@ keel_status keel_inject_parse(keel_inject *in, const char *spec) {
       break;
     }
     keel_inject_item *it = &in->items[in->n];
+    size_t tl = strlen(tok);
+    if (tl && tok[tl - 1] == '!') it->persistent = 1, tok[tl - 1] = 0;
     char *at = strchr(tok, '@');
     if (!at) {
       st = keel_fail(KEEL_ERR_ARG, "inject: \"%s\": expected KIND@step=N or KIND@save=N", tok);
@@ -55,6 +57,18 @@ keel_status keel_inject_parse(keel_inject *in, const char *spec) {
   }
   free(copy);
   return st;
+}
+
+char *keel_inject_persistent(const char *spec) {
+  char *out = keel_xcalloc(spec ? strlen(spec) + 1 : 1, 1), *copy = keel_xstrdup(spec ? spec : ""), *save = NULL;
+  for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    size_t n = strlen(tok);
+    if (!n || tok[n - 1] != '!') continue;
+    if (*out) strcat(out, ",");
+    strcat(out, tok);
+  }
+  free(copy);
+  return out;
 }
 
 keel_inject_item *keel_inject_take(keel_inject *in, keel_fault kind, long at) {

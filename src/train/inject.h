@@ -8,7 +8,8 @@
  *   torn@save=N            the process dies in the middle of writing the N-th save
  *   slow@step=N:MS         step N takes MS milliseconds longer
  *   hang@step=N            step N never finishes
- * Each fault fires once per process. */
+ * Each fault fires once per process. Under --supervise a fault applies to the
+ * first attempt only, unless its spec ends in '!' (a fault that recurs). */
 #ifndef KEEL_TRAIN_INJECT_H
 #define KEEL_TRAIN_INJECT_H
 
@@ -30,6 +31,7 @@ typedef struct keel_inject_item {
   long at;      /* step (1-based, the step being computed) or save index (1-based) */
   char arg[16]; /* nan: loss|grad; bitflip: gemm|param|grad; slow: milliseconds */
   int fired;
+  int persistent; /* '!': also after a supervisor restart */
 } keel_inject_item;
 
 typedef struct keel_inject {
@@ -42,5 +44,7 @@ keel_status keel_inject_parse(keel_inject *in, const char *spec);
 /* The matching unfired item (and marks it fired), or NULL. */
 keel_inject_item *keel_inject_take(keel_inject *in, keel_fault kind, long at);
 const char *keel_fault_name(keel_fault k);
+/* The part of spec that recurs after a restart (items ending in '!'); heap string. */
+char *keel_inject_persistent(const char *spec);
 
 #endif

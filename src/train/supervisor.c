@@ -10,11 +10,38 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "inject.h"
+
+#include "checkpoint.h"
 #include "events.h"
+
+/* A worker that fails twice in a row without a newer checkpoint appearing is
+ * taken to be failing on the checkpoint itself: it is set aside as bad-step-N
+ * so the next attempt falls back to the one before (llnl/scr's remedy). */
+static void set_aside_if_stuck(const keel_train_opts *o, long before, int *stuck) {
+  long after;
+  keel_ckpt_latest_good(o->out, &after, NULL);
+  if (after < 0 || after != before) {
+    *stuck = 0;
+    return;
+  }
+  if (++*stuck < 2) return;
+  char from[4096], to[4096];
+  snprintf(from, sizeof from, "%s/ckpt/step-%ld", o->out, after);
+  snprintf(to, sizeof to, "%s/ckpt/bad-step-%ld", o->out, after);
+  if (rename(from, to) == 0) {
+    keel_event(o->out, "checkpoint_set_aside", "\"step\": %ld, \"reason\": \"two failed restarts from it\"", after);
+    fprintf(stderr, "keel supervise: two restarts from step %ld failed; setting that checkpoint aside\n", after);
+  }
+  *stuck = 0;
+}
 
 keel_status keel_supervise(const keel_train_opts *o, const keel_supervise_opts *so) {
   signal(SIGPIPE, SIG_IGN);
+  int stuck = 0;
   for (int attempt = 0;; attempt++) {
+    long resume_from;
+    keel_ckpt_latest_good(o->out, &resume_from, NULL);
     int fds[2];
     if (pipe(fds) != 0) return keel_fail(KEEL_ERR_IO, "supervisor: pipe failed: %s", strerror(errno));
     fflush(NULL);
@@ -24,8 +51,11 @@ keel_status keel_supervise(const keel_train_opts *o, const keel_supervise_opts *
       close(fds[0]);
       keel_train_opts w = *o;
       w.heartbeat_fd = fds[1];
-      if (attempt > 0) w.inject = ""; /* faults were injected into the first attempt */
+      char *again = NULL;
+      if (attempt > 0) /* faults were injected into the first attempt; recurring ones ('!') stay */
+        w.inject = again = keel_inject_persistent(o->inject ? o->inject : getenv("KEEL_INJECT"));
       keel_status st = keel_train_run(&w);
+      free(again);
       if (st) fprintf(stderr, "keel train: %s\n", keel_errmsg());
       fflush(NULL);
       _exit(st == KEEL_OK ? 0 : (st == KEEL_ERR_ARG || st == KEEL_ERR_FORMAT) ? 2 : 1);
@@ -65,6 +95,7 @@ keel_status keel_supervise(const keel_train_opts *o, const keel_supervise_opts *
     else if (WIFSIGNALED(status)) snprintf(why, sizeof why, "killed by signal %d", WTERMSIG(status));
     else snprintf(why, sizeof why, "exited with status %d", WEXITSTATUS(status));
     keel_event(o->out, "worker_exit", "\"worker\": %ld, \"reason\": \"%s\"", (long)pid, why);
+    if (attempt > 0 && resume_from >= 0) set_aside_if_stuck(o, resume_from, &stuck);
     if (attempt >= so->max_restarts) {
       keel_event(o->out, "give_up", "\"reason\": \"%d restarts used\"", so->max_restarts);
       return keel_fail(KEEL_ERR_IO, "the training worker %s and the restart budget (%d) is spent", why, so->max_restarts);

@@ -253,11 +253,27 @@ keel_status keel_train_run(const keel_train_opts *o) {
   memset(&cs, 0, sizeof cs);
   cs.loader = loader.state;
   cs.seed = o->seed;
-  long latest;
-  keel_ckpt_latest_good(o->out, &latest, stderr);
+  long latest = -1, *avail;
+  int n_avail = keel_ckpt_list(o->out, &avail);
+  for (int i = 0; i < n_avail && latest < 0; i++) { /* newest first; one that fails to verify or load is passed over */
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/ckpt/step-%ld", o->out, avail[i]);
+    if (!keel_ckpt_verify(dir) && !keel_ckpt_load(o->out, avail[i], &m, &opt, &cs) &&
+        !keel_loader_restore(&loader, &cs.loader)) {
+      latest = avail[i];
+      break;
+    }
+    fprintf(stderr, "keel: checkpoint step-%ld is not usable: %s; trying the previous one\n", avail[i], keel_errmsg());
+    keel_event(o->out, "checkpoint_unusable", "\"step\": %ld", avail[i]);
+  }
+  free(avail);
+  if (n_avail > 0 && latest < 0) { /* none usable: start over from the initial weights */
+    keel_model_free(&m);
+    have_model = 0;
+    st = keel_fail(KEEL_ERR_FORMAT, "%s: no usable checkpoint (see above); move ckpt/ aside to start over", o->out);
+    goto done;
+  }
   if (latest >= 0) {
-    if ((st = keel_ckpt_load(o->out, latest, &m, &opt, &cs))) goto done;
-    if ((st = keel_loader_restore(&loader, &cs.loader))) goto done;
     fprintf(stderr, "keel train: resuming %s from step %ld\n", o->out, latest);
     keel_event(o->out, "resume", "\"step\": %ld", latest);
     if ((st = trim_metrics(metrics_p, latest))) goto done;

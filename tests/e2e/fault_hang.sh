@@ -11,3 +11,11 @@ grep -q '"reason": "killed by signal 9"' "$T/crash/events.jsonl" || fail "crash 
 same_weights "$T/ref" "$T/crash" || fail "final weights differ after the crash restart"
 "$KEEL" report "$T/hang" | grep -q "restarts              1 (1 after a watchdog timeout)" || fail "report"
 echo "hang@step=7: watchdog fired, restarted, identical final weights; kill@step=5 under --supervise: restarted"
+# a crash that recurs after every restart ('!'): two failed restarts from the same checkpoint set it aside
+set +e
+run_train "$T/stuck" --supervise --max-restarts 3 --inject 'kill@step=7!'; rc=$?
+set -e
+[ $rc != 0 ] || fail "a recurring crash cannot succeed"
+grep -q '"event": "checkpoint_set_aside", "step": 6' "$T/stuck/events.jsonl" || fail "no set-aside: $(grep -v save "$T/stuck/events.jsonl")"
+[ -d "$T/stuck/ckpt/bad-step-6" ] && grep -q '"event": "give_up"' "$T/stuck/events.jsonl" || fail "set-aside or give-up missing"
+echo "recurring crash: checkpoint step-6 set aside after two failed restarts, then the restart budget ran out"
