@@ -19,10 +19,9 @@ void keel_backend_set_threads(int n) {
 #endif
 }
 
-/* GEMM kernels: 4 rows at a time share each load of the other operand; the
- * inner loops run over contiguous k with 16-wide vectors, compiled for
- * AVX-512, AVX2+FMA and a portable fallback and chosen at run time. Every
- * output is reduced in a fixed order, so results do not depend on threads. */
+/* GEMM kernels, compiled for AVX-512, AVX2+FMA and a portable fallback and
+ * chosen at run time. Every output is reduced in a fixed order, so results do
+ * not depend on the thread count. */
 typedef float v16 __attribute__((vector_size(64), aligned(4)));
 #ifdef __clang__ /* clang contracts a*b+c into FMA by default */
 #define KERNEL __attribute__((target_clones("avx512f", "arch=haswell", "default")))
@@ -75,81 +74,117 @@ KERNEL static void matmul_rows(float *out, const float *x, const float *w, int n
   }
 }
 
-/* acc[r] (4 rows of 64 columns, k0..k0+63) += sum_j a[r][j] * b[j][k0..]: the shared
- * kernel of both backward GEMMs. a[r][j] = a_base[r*a_rs + j*a_cs], b row j = b + j*K. */
-KERNEL static void outer_rows(float *acc_out, long out_rs, const float *a_base, long a_rs, long a_cs, int rows,
-                              const float *b, int J, int K) {
-  long ars[4];
-  for (int r = 0; r < 4; r++) ars[r] = (long)(r < rows ? r : 0) * a_rs;
-  int k0 = 0;
-  for (; k0 + 64 <= K; k0 += 64) {
-    v16 c00 = {0}, c01 = {0}, c02 = {0}, c03 = {0}, c10 = {0}, c11 = {0}, c12 = {0}, c13 = {0};
-    v16 c20 = {0}, c21 = {0}, c22 = {0}, c23 = {0}, c30 = {0}, c31 = {0}, c32 = {0}, c33 = {0};
-    for (int j = 0; j < J; j++) {
-      const float *bj = b + (long)j * K + k0;
-      v16 b0 = *(const v16 *)bj, b1 = *(const v16 *)(bj + 16), b2 = *(const v16 *)(bj + 32),
-          b3 = *(const v16 *)(bj + 48);
-      const float *aj = a_base + (long)j * a_cs;
-      float s0 = aj[ars[0]], s1 = aj[ars[1]], s2 = aj[ars[2]], s3 = aj[ars[3]];
-      c00 += s0 * b0, c01 += s0 * b1, c02 += s0 * b2, c03 += s0 * b3;
-      c10 += s1 * b0, c11 += s1 * b1, c12 += s1 * b2, c13 += s1 * b3;
-      c20 += s2 * b0, c21 += s2 * b1, c22 += s2 * b2, c23 += s2 * b3;
-      c30 += s3 * b0, c31 += s3 * b1, c32 += s3 * b2, c33 += s3 * b3;
+/* The packed GEMM: C (R x S, row stride ldc) += A (R x J) B (J x S), with
+ * A(r, j) = a[r*a_rs + j*a_cs] and B(j, s) = b[j*b_rs + s*b_cs]. B is packed
+ * into panels of 64 columns (J x 64, contiguous, zero-padded) and A into
+ * 6-row micro-panels; each panel is walked in chunks of KC rows that stay in
+ * L2 while a 6 x 64 register tile (24 vector accumulators) runs over them. Threads take
+ * whole panels, so every C element is summed in the same order whatever the
+ * thread count. */
+#define NR 64  /* columns of a panel */
+#define MR 6   /* rows of a register tile */
+#define KC 384 /* rows of a panel chunk */
+
+KERNEL static void pack_panel(float *dst, const float *b, long b_rs, long b_cs, int J, int s0, int S) {
+  int w = S - s0 < NR ? S - s0 : NR;
+  for (int j = 0; j < J; j++) {
+    float *d = dst + (long)j * NR;
+    const float *src = b + j * b_rs + (long)s0 * b_cs;
+    if (b_cs == 1) {
+      memcpy(d, src, (size_t)w * sizeof *d);
+    } else {
+      for (int c = 0; c < w; c++) d[c] = src[(long)c * b_cs];
     }
-    v16 *acc[4][4] = {{&c00, &c01, &c02, &c03}, {&c10, &c11, &c12, &c13}, {&c20, &c21, &c22, &c23},
-                      {&c30, &c31, &c32, &c33}};
-    for (int r = 0; r < rows; r++)
-      for (int c = 0; c < 4; c++) *(v16 *)(acc_out + r * out_rs + k0 + 16 * c) += *acc[r][c];
+    for (int c = w; c < NR; c++) d[c] = 0;
   }
-  for (; k0 + 16 <= K; k0 += 16) {
-    v16 c0 = {0}, c1 = {0}, c2 = {0}, c3 = {0};
-    for (int j = 0; j < J; j++) {
-      v16 bj = *(const v16 *)(b + (long)j * K + k0);
-      const float *aj = a_base + (long)j * a_cs;
-      c0 += aj[ars[0]] * bj, c1 += aj[ars[1]] * bj, c2 += aj[ars[2]] * bj, c3 += aj[ars[3]] * bj;
-    }
-    v16 *acc[4] = {&c0, &c1, &c2, &c3};
-    for (int r = 0; r < rows; r++) *(v16 *)(acc_out + r * out_rs + k0) += *acc[r];
+}
+
+/* A packed as MR-row micro-panels: ap[rb][j][0..MR), zero-padded. */
+static void pack_a(float *ap, const float *a, long a_rs, long a_cs, int R, int J) {
+  int nb = (R + MR - 1) / MR;
+#pragma omp parallel for schedule(static)
+  for (int rb = 0; rb < nb; rb++) {
+    float *d = ap + (long)rb * J * MR;
+    for (int j = 0; j < J; j++)
+      for (int r = 0; r < MR; r++) {
+        int row = rb * MR + r;
+        d[(long)j * MR + r] = row < R ? a[row * a_rs + j * a_cs] : 0.0f;
+      }
   }
-  for (; k0 < K; k0++)
-    for (int r = 0; r < rows; r++) {
-      float s = 0;
-      for (int j = 0; j < J; j++) s += a_base[ars[r] + (long)j * a_cs] * b[(long)j * K + k0];
-      acc_out[r * out_rs + k0] += s;
+}
+
+KERNEL static void tile(float *c, long ldc, const float *ap, const float *bp, int rows, int J, int cols) {
+  v16 c00 = {0}, c01 = {0}, c02 = {0}, c03 = {0}, c10 = {0}, c11 = {0}, c12 = {0}, c13 = {0};
+  v16 c20 = {0}, c21 = {0}, c22 = {0}, c23 = {0}, c30 = {0}, c31 = {0}, c32 = {0}, c33 = {0};
+  v16 c40 = {0}, c41 = {0}, c42 = {0}, c43 = {0}, c50 = {0}, c51 = {0}, c52 = {0}, c53 = {0};
+  for (int j = 0; j < J; j++) {
+    const float *bj = bp + (long)j * NR;
+    v16 b0 = *(const v16 *)bj, b1 = *(const v16 *)(bj + 16), b2 = *(const v16 *)(bj + 32), b3 = *(const v16 *)(bj + 48);
+    const float *aj = ap + (long)j * MR;
+    float s;
+    s = aj[0], c00 += s * b0, c01 += s * b1, c02 += s * b2, c03 += s * b3;
+    s = aj[1], c10 += s * b0, c11 += s * b1, c12 += s * b2, c13 += s * b3;
+    s = aj[2], c20 += s * b0, c21 += s * b1, c22 += s * b2, c23 += s * b3;
+    s = aj[3], c30 += s * b0, c31 += s * b1, c32 += s * b2, c33 += s * b3;
+    s = aj[4], c40 += s * b0, c41 += s * b1, c42 += s * b2, c43 += s * b3;
+    s = aj[5], c50 += s * b0, c51 += s * b1, c52 += s * b2, c53 += s * b3;
+  }
+  /* accumulators stay in registers: no address is taken, each row is stored by name */
+#define STORE_ROW(r, x0, x1, x2, x3)                                                  \
+  if (rows > r) {                                                                     \
+    float *cr = c + (long)(r) * ldc;                                                  \
+    if (cols == NR) {                                                                 \
+      *(v16 *)cr += x0, *(v16 *)(cr + 16) += x1, *(v16 *)(cr + 32) += x2, *(v16 *)(cr + 48) += x3; \
+    } else {                                                                          \
+      v16 t[4] = {x0, x1, x2, x3};                                                    \
+      for (int k = 0; k < cols; k++) cr[k] += t[k / 16][k % 16];                      \
+    }                                                                                 \
+  }
+  STORE_ROW(0, c00, c01, c02, c03)
+  STORE_ROW(1, c10, c11, c12, c13)
+  STORE_ROW(2, c20, c21, c22, c23)
+  STORE_ROW(3, c30, c31, c32, c33)
+  STORE_ROW(4, c40, c41, c42, c43)
+  STORE_ROW(5, c50, c51, c52, c53)
+#undef STORE_ROW
+}
+
+static void gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, const float *b, long b_rs, long b_cs, int R,
+                 int J, int S) {
+  int np = (S + NR - 1) / NR, nb = (R + MR - 1) / MR;
+  float *packed = malloc((size_t)np * J * NR * sizeof *packed), *ap = malloc((size_t)nb * J * MR * sizeof *ap);
+  if (!packed || !ap) abort();
+  pack_a(ap, a, a_rs, a_cs, R, J);
+#pragma omp parallel for schedule(static)
+  for (int p = 0; p < np; p++) {
+    float *bp = packed + (size_t)p * J * NR;
+    pack_panel(bp, b, b_rs, b_cs, J, p * NR, S);
+    int cols = S - p * NR < NR ? S - p * NR : NR;
+    for (int j0 = 0; j0 < J; j0 += KC) {
+      int kc = J - j0 < KC ? J - j0 : KC;
+      for (int r0 = 0; r0 < R; r0 += MR)
+        tile(c + (long)r0 * ldc + (long)p * NR, ldc, ap + ((long)(r0 / MR) * J + j0) * MR, bp + (long)j0 * NR,
+             R - r0 < MR ? R - r0 : MR, kc, cols);
     }
+  }
+  free(packed);
+  free(ap);
 }
 
 static void matmul(float *out, const float *x, const float *w, int N, int K, int M, int accumulate) {
-  if (N < 16) { /* few rows (decoding): dot products, no transpose */
+  if (N < 16) { /* few rows (decoding): dot products, no packing */
 #pragma omp parallel for schedule(static)
     for (int n0 = 0; n0 < N; n0 += 4) matmul_rows(out, x, w, n0, N - n0 < 4 ? N - n0 : 4, K, M, accumulate);
     return;
   }
-  /* many rows: transpose w once, then the outer-product kernel (no horizontal sums) */
-  float *wt = malloc((size_t)K * M * sizeof *wt);
-  if (!wt) abort();
-#pragma omp parallel for schedule(static)
-  for (int k = 0; k < K; k++)
-    for (int m = 0; m < M; m++) wt[(long)k * M + m] = w[(long)m * K + k];
   if (!accumulate) memset(out, 0, (size_t)N * M * sizeof *out);
-#pragma omp parallel for schedule(static)
-  for (int n0 = 0; n0 < N; n0 += 4)
-    outer_rows(out + (long)n0 * M, M, x + (long)n0 * K, K, 1, N - n0 < 4 ? N - n0 : 4, wt, K, M);
-  free(wt);
+  gemm(out, M, x, K, 1, w, 1, K, N, K, M); /* B(k, m) = w[m*K + k] */
 }
 
 static void matmul_backward(float *dx, float *dw, const float *dout, const float *x, const float *w, int N, int K,
                             int M) {
-  if (dx) { /* dx[n] += sum_m dout[n][m] w[m] */
-#pragma omp parallel for schedule(static)
-    for (int n0 = 0; n0 < N; n0 += 4)
-      outer_rows(dx + (long)n0 * K, K, dout + (long)n0 * M, M, 1, N - n0 < 4 ? N - n0 : 4, w, M, K);
-  }
-  if (dw) { /* dw[m] += sum_n dout[n][m] x[n] */
-#pragma omp parallel for schedule(static)
-    for (int m0 = 0; m0 < M; m0 += 4)
-      outer_rows(dw + (long)m0 * K, K, dout + m0, 1, M, M - m0 < 4 ? M - m0 : 4, x, N, K);
-  }
+  if (dx) gemm(dx, K, dout, M, 1, w, K, 1, N, M, K); /* dx (N, K) += dout (N, M) w (M, K) */
+  if (dw) gemm(dw, K, dout, 1, M, x, K, 1, M, N, K); /* dw (M, K) += dout^T (M, N) x (N, K) */
 }
 
 static void cross_entropy(float *losses, float *logits, const int32_t *targets, int N, int V, float scale) {
