@@ -137,7 +137,7 @@ def rope_freqs(c):
 
 def rope(x, pos, freqs):
     """Interleaved pairs (x[2j], x[2j+1]) rotated by pos * freqs[j]; x (..., T, dr)."""
-    ang = pos[:, None].double() * freqs[None, :]
+    ang = pos[:, None].to(x.dtype) * freqs[None, :].to(x.dtype)
     cos, sin = torch.cos(ang), torch.sin(ang)
     a, b = x[..., 0::2], x[..., 1::2]
     out = torch.stack([a * cos - b * sin, a * sin + b * cos], -1)
@@ -202,15 +202,16 @@ def moe(c, P, pre, bias, x, stats):
     if c.get("norm_topk_prob") and K > 1:
         w = w / (w.sum(-1, keepdim=True) + 1e-20)
     w = w * c.get("routed_scaling_factor", 1.0)
-    y = torch.zeros_like(x)
-    for e in range(E):
-        m = (sel == e)
-        if not m.any():
+    y = torch.zeros_like(x).reshape(B * T, d)
+    xf, self_, wf = x.reshape(B * T, d), sel.reshape(B * T, K), w.reshape(B * T, K)
+    for e in range(E):  # each expert runs on the tokens routed to it
+        rows, slot = (self_ == e).nonzero(as_tuple=True)
+        if rows.numel() == 0:
             continue
-        ge = (w * m).sum(-1, keepdim=True)  # weight of expert e per token (0 if not chosen)
         pe = pre + "mlp.experts.%d." % e
-        out = swiglu(x, P[pe + "gate_proj.weight"], P[pe + "up_proj.weight"], P[pe + "down_proj.weight"])
-        y = y + torch.where(m.any(-1, keepdim=True), ge * out, torch.zeros_like(out))
+        out = swiglu(xf[rows], P[pe + "gate_proj.weight"], P[pe + "up_proj.weight"], P[pe + "down_proj.weight"])
+        y = y.index_add(0, rows, wf[rows, slot][:, None] * out)
+    y = y.reshape(B, T, d)
     if c.get("n_shared_experts"):
         ps = pre + "mlp.shared_experts."
         y = y + swiglu(x, P[ps + "gate_proj.weight"], P[ps + "up_proj.weight"], P[ps + "down_proj.weight"])
