@@ -101,6 +101,7 @@ build/bench/%: bench/%.c $(BUILD)/libkeel.a
 
 bench: all build/bench/tokenizer_bench
 	bash bench/tokenizer_speed.sh
+	build/keel bench
 
 clean:
 	rm -rf build
