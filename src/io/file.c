@@ -154,6 +154,13 @@ keel_status keel_fsync_dir_of(const char *path) {
   return st;
 }
 
+char *keel_path_join(const char *a, const char *b) {
+  size_t n = strlen(a) + strlen(b) + 2;
+  char *p = keel_xmalloc(n);
+  snprintf(p, n, "%s/%s", a, b);
+  return p;
+}
+
 keel_status keel_mkdirs(const char *path) {
   char *p = keel_xstrdup(path);
   for (char *s = p + 1; *s; s++) {

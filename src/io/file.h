@@ -37,6 +37,8 @@ void keel_afile_abort(keel_afile *f);
 
 keel_status keel_write_atomic(const char *path, const void *data, size_t len);
 keel_status keel_fsync_dir_of(const char *path);
+/* "a/b" in a new heap string. */
+char *keel_path_join(const char *a, const char *b);
 /* mkdir -p */
 keel_status keel_mkdirs(const char *path);
 int keel_path_exists(const char *path);

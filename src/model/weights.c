@@ -9,13 +9,6 @@
 #include "../io/json.h"
 #include "../io/safetensors.h"
 
-static char *join(const char *dir, const char *name) {
-  size_t n = strlen(dir) + strlen(name) + 2;
-  char *p = keel_xmalloc(n);
-  snprintf(p, n, "%s/%s", dir, name);
-  return p;
-}
-
 /* Converts one stored tensor to fp32, applying FP8 block scales when given. */
 static keel_status to_f32(float *dst, const keel_st_tensor *t, const keel_st_tensor *scale, const char *file) {
   size_t n = (size_t)keel_st_numel(t);
@@ -59,7 +52,7 @@ typedef struct shard_set {
 
 static keel_status open_shards(shard_set *s, const char *dir) {
   memset(s, 0, sizeof *s);
-  char *single = join(dir, "model.safetensors"), *index = join(dir, "model.safetensors.index.json");
+  char *single = keel_path_join(dir, "model.safetensors"), *index = keel_path_join(dir, "model.safetensors.index.json");
   keel_status st = KEEL_OK;
   if (keel_path_exists(single)) {
     s->files = keel_xcalloc(1, sizeof *s->files);
@@ -84,7 +77,7 @@ static keel_status open_shards(shard_set *s, const char *dir) {
       }
       int seen = 0;
       for (int i = 0; i < s->n && !seen; i++) seen = strcmp(strrchr(s->files[i], '/') + 1, json_string_value(v)) == 0;
-      if (!seen) s->files[s->n++] = join(dir, json_string_value(v));
+      if (!seen) s->files[s->n++] = keel_path_join(dir, json_string_value(v));
     }
     json_decref(j);
   } else {
@@ -167,7 +160,7 @@ keel_status keel_model_load_weights(keel_model *m, const char *dir) {
 
 keel_status keel_model_load(keel_model *m, const char *dir, const keel_backend *be) {
   keel_config c;
-  char *cfg = join(dir, "config.json");
+  char *cfg = keel_path_join(dir, "config.json");
   keel_status st = keel_config_load(&c, cfg);
   free(cfg);
   if (st) return st;
@@ -208,14 +201,14 @@ keel_status keel_weights_save(const keel_config *c, const keel_param_table *tab,
     snprintf(names[nn], sizeof names[nn], "model.layers.%d.shared_head.head.weight", L + k);
     keel_st_writer_add(&w, names[nn++], KEEL_DTYPE_F32, 2, vd, head);
   }
-  char *path = join(dir, "model.safetensors");
+  char *path = keel_path_join(dir, "model.safetensors");
   st = keel_st_writer_save(&w, path);
   free(path);
   free(names);
   keel_st_writer_free(&w);
   if (st) return st;
   json_t *j = keel_config_to_json(c);
-  char *cfg = join(dir, "config.json");
+  char *cfg = keel_path_join(dir, "config.json");
   st = keel_json_save_file(j, cfg, 2);
   free(cfg);
   json_decref(j);

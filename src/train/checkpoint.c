@@ -16,13 +16,6 @@
 #include "../io/safetensors.h"
 #include "../model/weights.h"
 
-static char *joinp(const char *a, const char *b) {
-  size_t n = strlen(a) + strlen(b) + 2;
-  char *p = keel_xmalloc(n);
-  snprintf(p, n, "%s/%s", a, b);
-  return p;
-}
-
 static char *step_dir(const char *run, const char *fmt, long step) {
   size_t n = strlen(run) + 64;
   char *p = keel_xmalloc(n);
@@ -37,7 +30,7 @@ static double now(void) {
 }
 
 static keel_status copy_if_present(const char *from_dir, const char *to_dir, const char *name) {
-  char *src = joinp(from_dir, name), *dst = joinp(to_dir, name);
+  char *src = keel_path_join(from_dir, name), *dst = keel_path_join(to_dir, name);
   keel_status st = KEEL_OK;
   if (keel_path_exists(src)) {
     char *buf;
@@ -62,7 +55,7 @@ static void rm_rf(const char *dir) {
   struct dirent *e;
   while ((e = readdir(d))) {
     if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-    char *p = joinp(dir, e->d_name);
+    char *p = keel_path_join(dir, e->d_name);
     if (keel_is_dir(p)) rm_rf(p);
     else unlink(p);
     free(p);
@@ -77,7 +70,7 @@ static int cmp_desc(const void *a, const void *b) {
 }
 
 int keel_ckpt_list(const char *run, long **steps) {
-  char *ck = joinp(run, "ckpt");
+  char *ck = keel_path_join(run, "ckpt");
   DIR *d = opendir(ck);
   int n = 0, cap = 16;
   *steps = keel_xmalloc((size_t)cap * sizeof **steps);
@@ -124,7 +117,7 @@ static uint64_t fingerprint(const float *params, size_t np, const float *bias, s
 }
 
 keel_status keel_ckpt_verify(const char *dir) {
-  char *state = joinp(dir, "state.json");
+  char *state = keel_path_join(dir, "state.json");
   json_t *j = NULL;
   keel_status st = KEEL_OK;
   if (!keel_path_exists(state)) {
@@ -141,7 +134,7 @@ keel_status keel_ckpt_verify(const char *dir) {
   const char *name;
   json_t *f;
   json_object_foreach(files, name, f) {
-    char *p = joinp(dir, name);
+    char *p = keel_path_join(dir, name);
     uint64_t bytes, sum;
     const char *want = json_string_value(json_object_get(f, "xxh3"));
     json_int_t want_bytes = json_integer_value(json_object_get(f, "bytes"));
@@ -192,8 +185,8 @@ keel_status keel_ckpt_latest_good(const char *run, long *step, FILE *log) {
 }
 
 keel_status keel_ckpt_load(const char *run, long step, keel_model *m, keel_adamw *opt, keel_ckpt_state *s) {
-  char *dir = step_dir(run, "%s/ckpt/step-%ld", step), *state = joinp(dir, "state.json"),
-       *optp = joinp(dir, "optimizer.safetensors");
+  char *dir = step_dir(run, "%s/ckpt/step-%ld", step), *state = keel_path_join(dir, "state.json"),
+       *optp = keel_path_join(dir, "optimizer.safetensors");
   json_t *j = NULL;
   keel_st_file f = {0};
   keel_status st = keel_ckpt_verify(dir);
@@ -274,7 +267,7 @@ static keel_status write_all(keel_ckpt_writer *w, const char *tmp, long save_ind
   int64_t shape[1] = {(int64_t)w->n_params};
   keel_st_writer_add(&sw, "adamw.m", KEEL_DTYPE_F32, 1, shape, w->m);
   keel_st_writer_add(&sw, "adamw.v", KEEL_DTYPE_F32, 1, shape, w->v);
-  char *p = joinp(tmp, "optimizer.safetensors");
+  char *p = keel_path_join(tmp, "optimizer.safetensors");
   st = keel_st_writer_save(&sw, p);
   free(p);
   keel_st_writer_free(&sw);
@@ -282,7 +275,7 @@ static keel_status write_all(keel_ckpt_writer *w, const char *tmp, long save_ind
   json_t *files = json_object();
   w->r_bytes = 0;
   for (size_t i = 0; i < sizeof ckpt_files / sizeof *ckpt_files && !st; i++) {
-    char *fp = joinp(tmp, ckpt_files[i]);
+    char *fp = keel_path_join(tmp, ckpt_files[i]);
     uint64_t bytes, sum;
     if (keel_path_exists(fp) && !(st = file_sum(fp, &bytes, &sum))) {
       char hex[17];
@@ -292,7 +285,7 @@ static keel_status write_all(keel_ckpt_writer *w, const char *tmp, long save_ind
     }
     free(fp);
   }
-  char *cfg = joinp(tmp, "config.json");
+  char *cfg = keel_path_join(tmp, "config.json");
   uint64_t cb = 0, ch = 0;
   file_sum(cfg, &cb, &ch);
   free(cfg);
@@ -308,7 +301,7 @@ static keel_status write_all(keel_ckpt_writer *w, const char *tmp, long save_ind
                         (json_int_t)w->s.loader.position, "seed", (json_int_t)w->s.seed, "skipped_steps", skips,
                         "world_size", 1, "keel_version", KEEL_VERSION, "config_hash", cfg_hex, "fingerprint", fp_hex,
                         "files", files);
-  p = joinp(tmp, "state.json");
+  p = keel_path_join(tmp, "state.json");
   if (!st) st = keel_json_save_file(j, p, 2); /* the manifest goes last */
   free(p);
   json_decref(j);
@@ -318,7 +311,7 @@ static keel_status write_all(keel_ckpt_writer *w, const char *tmp, long save_ind
 static void *writer_main(void *arg) {
   keel_ckpt_writer *w = arg;
   double t0 = now();
-  char *ck = joinp(w->run, "ckpt"), *tmp = step_dir(w->run, "%s/ckpt/.step-%ld.tmp", w->s.step),
+  char *ck = keel_path_join(w->run, "ckpt"), *tmp = step_dir(w->run, "%s/ckpt/.step-%ld.tmp", w->s.step),
        *dst = step_dir(w->run, "%s/ckpt/step-%ld", w->s.step);
   keel_status st = keel_mkdirs(ck);
   rm_rf(tmp);

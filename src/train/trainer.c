@@ -37,13 +37,6 @@ static double now(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static char *joinp(const char *a, const char *b) {
-  size_t n = strlen(a) + strlen(b) + 2;
-  char *p = keel_xmalloc(n);
-  snprintf(p, n, "%s/%s", a, b);
-  return p;
-}
-
 /* Training FLOPs per token: 6 x (active matrix parameters) plus attention scores
  * and values over an average causal span of T/2, forward and backward. */
 static double flops_per_token(const keel_model *m, int T) {
@@ -215,8 +208,8 @@ keel_status keel_train_run(const keel_train_opts *o) {
   int have_model = 0, have_val = 0, have_writer = 0;
   FILE *metrics = NULL;
   int32_t *x = NULL, *y = NULL;
-  char *train_p = joinp(o->data, "train.bin"), *val_p = joinp(o->data, "val.bin"),
-       *metrics_p = joinp(o->out, "metrics.jsonl"), *final_p = joinp(o->out, "final");
+  char *train_p = keel_path_join(o->data, "train.bin"), *val_p = keel_path_join(o->data, "val.bin"),
+       *metrics_p = keel_path_join(o->out, "metrics.jsonl"), *final_p = keel_path_join(o->out, "final");
   keel_backend_set_threads(o->threads);
   if ((st = keel_inject_parse(&inj, o->inject ? o->inject : getenv("KEEL_INJECT")))) goto done;
   if ((st = keel_mkdirs(o->out))) goto done;

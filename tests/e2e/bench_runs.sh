@@ -5,3 +5,7 @@ need_node
 out=$(bash bench/tokenizer_speed.sh 100000)
 echo "$out"
 echo "$out" | grep -q "ratio keel / @huggingface/tokenizers: [0-9.]*x" || fail "no ratio line"
+out=$("$KEEL" bench)
+echo "$out"
+echo "$out" | grep -q "FMA peak .* GFLOP/s (measured), triad bandwidth" || fail "keel bench header"
+[ "$(echo "$out" | grep -c '%')" -ge 6 ] || fail "keel bench rows"

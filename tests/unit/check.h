@@ -48,4 +48,13 @@ static inline const char *check_tmpdir(void) {
   return dir;
 }
 
+/* A path inside the scratch folder (a few kept at once). */
+static inline char *check_path(const char *name) {
+  static char buf[4][512];
+  static int k;
+  char *p = buf[k++ % 4];
+  snprintf(p, 512, "%s/%s", check_tmpdir(), name);
+  return p;
+}
+
 #endif

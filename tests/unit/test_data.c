@@ -14,16 +14,9 @@ static const char text[] =
     "the cat sat on the mat. the cat ate the rat.\n\nThe rat ran; the cat ran after the rat 12345 times.\n"
     "low lower lowest newer newest wider widest 日本語のテキスト。\n";
 
-static char *tmp(const char *name) {
-  static char buf[4][512];
-  static int k;
-  char *p = buf[k++ % 4];
-  snprintf(p, 512, "%s/%s", check_tmpdir(), name);
-  return p;
-}
 
 static void test_train(void) {
-  char *p1 = tmp("t1.json"), *p2 = tmp("t2.json");
+  char *p1 = check_path("t1.json"), *p2 = check_path("t2.json");
   keel_bpe_result r1, r2;
   for (int k = 0; k < 2; k++) {
     keel_bpe_trainer tr;
@@ -77,7 +70,7 @@ static void corrupt(const char *path, long off, int byte) {
 }
 
 static void test_shard(void) {
-  char *p = tmp("s.bin"), *q = tmp("big.bin");
+  char *p = check_path("s.bin"), *q = check_path("big.bin");
   write_shard(p, 1000, 5001);
   write_shard(q, 100000, 300);
   keel_shard s;
@@ -88,11 +81,11 @@ static void test_shard(void) {
   CHECK(keel_shard_open(&s, q) == KEEL_OK && s.h.token_bytes == 4 && keel_shard_token(&s, 299) == 299u * 7919u % 100000u);
   keel_shard_close(&s);
   keel_shard_writer w;
-  CHECK(keel_shard_writer_open(&w, tmp("x.bin"), 10) == KEEL_OK);
+  CHECK(keel_shard_writer_open(&w, check_path("x.bin"), 10) == KEEL_OK);
   int32_t bad = 10;
   CHECK(keel_shard_writer_put(&w, &bad, 1) == KEEL_ERR_ARG);
   keel_shard_writer_abort(&w);
-  CHECK(!keel_path_exists(tmp("x.bin")));
+  CHECK(!keel_path_exists(check_path("x.bin")));
 
   /* corruptions are caught with the file name and offset */
   corrupt(q, 100, 0x55);
@@ -108,7 +101,7 @@ static void test_shard(void) {
 }
 
 static void test_loader(void) {
-  char *p = tmp("l.bin");
+  char *p = check_path("l.bin");
   write_shard(p, 1000, 1001);
   keel_shard s;
   if (keel_shard_open(&s, p)) {

@@ -8,13 +8,6 @@
 #include "io/json.h"
 #include "io/safetensors.h"
 
-static char *tmp(const char *name) {
-  static char buf[4][512];
-  static int k;
-  char *p = buf[k++ % 4];
-  snprintf(p, 512, "%s/%s", check_tmpdir(), name);
-  return p;
-}
 
 static void test_roundtrip(void) {
   float w[6] = {1, 2, 3, 4, 5, 6};
@@ -30,7 +23,7 @@ static void test_roundtrip(void) {
   keel_st_writer_add(&wr, "fp8", KEEL_DTYPE_F8_E4M3, 2, s22, f8);
   keel_st_writer_add(&wr, "scalar", KEEL_DTYPE_I64, 0, NULL, big);
   keel_st_writer_add(&wr, "empty", KEEL_DTYPE_F32, 2, s0, NULL);
-  char *p = tmp("m.safetensors");
+  char *p = check_path("m.safetensors");
   CHECK(keel_st_writer_save(&wr, p) == KEEL_OK);
   keel_st_writer_free(&wr);
   keel_st_file f;
@@ -92,11 +85,11 @@ static void test_invalid(void) {
   keel_st_file f;
   CHECK(keel_st_parse(&f, small, sizeof small, "y") == KEEL_ERR_FORMAT && strstr(keel_errmsg(), "byte 0"));
   CHECK(keel_st_parse(&f, small, 5, "y") == KEEL_ERR_FORMAT);
-  CHECK(keel_st_open(&f, tmp("missing.safetensors")) == KEEL_ERR_IO);
+  CHECK(keel_st_open(&f, check_path("missing.safetensors")) == KEEL_ERR_IO);
 }
 
 static void test_atomic(void) {
-  char *p = tmp("a.txt");
+  char *p = check_path("a.txt");
   CHECK(keel_write_atomic(p, "one", 3) == KEEL_OK);
   CHECK(keel_write_atomic(p, "two!", 4) == KEEL_OK);
   char *d;
@@ -114,11 +107,11 @@ static void test_atomic(void) {
   CHECK(!keel_path_exists(tmp_path));
   CHECK(keel_file_read(p, &d, &n) == KEEL_OK && n == 4);
   free(d);
-  CHECK(keel_write_atomic(tmp("no/such/dir/f"), "x", 1) == KEEL_ERR_IO);
-  CHECK(keel_mkdirs(tmp("d1/d2/d3")) == KEEL_OK && keel_is_dir(tmp("d1/d2/d3")));
+  CHECK(keel_write_atomic(check_path("no/such/dir/f"), "x", 1) == KEEL_ERR_IO);
+  CHECK(keel_mkdirs(check_path("d1/d2/d3")) == KEEL_OK && keel_is_dir(check_path("d1/d2/d3")));
   if (getuid() != 0) { /* root ignores permissions */
     chmod(check_tmpdir(), 0500);
-    CHECK(keel_write_atomic(tmp("ro.txt"), "x", 1) == KEEL_ERR_IO);
+    CHECK(keel_write_atomic(check_path("ro.txt"), "x", 1) == KEEL_ERR_IO);
     chmod(check_tmpdir(), 0700);
   }
 }
@@ -129,9 +122,9 @@ static void test_json(void) {
   CHECK(strstr(keel_errmsg(), "c.json: invalid JSON at line 1") != NULL);
   CHECK(keel_json_load_buf(&j, "{\"a\":1,\"a\":2}", 13, "d.json") == KEEL_ERR_FORMAT);
   CHECK(keel_json_load_buf(&j, "{\"a\":1}", 7, "e.json") == KEEL_OK);
-  CHECK(keel_json_save_file(j, tmp("e.json"), 2) == KEEL_OK);
+  CHECK(keel_json_save_file(j, check_path("e.json"), 2) == KEEL_OK);
   json_decref(j);
-  CHECK(keel_json_load_file(&j, tmp("e.json")) == KEEL_OK && json_integer_value(json_object_get(j, "a")) == 1);
+  CHECK(keel_json_load_file(&j, check_path("e.json")) == KEEL_OK && json_integer_value(json_object_get(j, "a")) == 1);
   json_decref(j);
 }
 
