@@ -16,6 +16,7 @@ debs=(
   "libjansson-dev:JSON parsing and writing"
   "libxxhash-dev:xxh3 checksums"
   "python3-torch:the PyTorch reference of the model tests"
+  "libopenblas0-pthread:the BLAS of the PyTorch peer in benchmarks (Debian's default BLAS is the slow reference one)"
 )
 missing=()
 for entry in "${debs[@]}"; do
