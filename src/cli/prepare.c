@@ -102,11 +102,7 @@ static keel_status run(char **files, int n, const char *out, const char *tok_pat
   }
   keel_rng_init(&p.split, keel_rng_key(seed, 0, 0, KEEL_RNG_SPLIT));
   p.val_fraction = val_fraction;
-  double total = 0, done_bytes = 0;
-  for (int i = 0; i < n; i++) {
-    FILE *fp = fopen(files[i], "rb");
-    if (fp) fseek(fp, 0, SEEK_END), total += (double)ftell(fp), fclose(fp);
-  }
+  double total = keel_files_bytes(files, n), done_bytes = 0;
   keel_progress pg;
   keel_progress_begin(&pg, "prepare: tokenizing", total);
   for (int i = 0; i < n && !p.st; i++) {

@@ -24,11 +24,7 @@ keel_status keel_train_tokenizer(char **files, int n, int32_t vocab_size, int gp
                                  keel_bpe_result *res) {
   keel_bpe_trainer tr;
   keel_bpe_trainer_init(&tr, gpt2);
-  double total = 0, done = 0;
-  for (int i = 0; i < n; i++) {
-    FILE *fp = fopen(files[i], "rb");
-    if (fp) fseek(fp, 0, SEEK_END), total += (double)ftell(fp), fclose(fp);
-  }
+  double total = keel_files_bytes(files, n), done = 0;
   keel_progress pg;
   keel_progress_begin(&pg, "tokenizer: counting pieces", total);
   keel_status st = KEEL_OK;
