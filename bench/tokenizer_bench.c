@@ -5,14 +5,9 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "core/clock.h"
 #include "data/tokenizer.h"
 #include "io/file.h"
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 int main(int argc, char **argv) {
   if (argc != 3) {
@@ -20,12 +15,12 @@ int main(int argc, char **argv) {
     return 2;
   }
   keel_tokenizer *tok;
-  double t0 = now();
+  double t0 = keel_now();
   if (keel_tokenizer_load(&tok, argv[1])) {
     fprintf(stderr, "%s\n", keel_errmsg());
     return 2;
   }
-  double load = now() - t0;
+  double load = keel_now() - t0;
   char *text;
   size_t len;
   if (keel_file_read(argv[2], &text, &len)) {
@@ -35,9 +30,9 @@ int main(int argc, char **argv) {
   keel_ids ids = {0};
   keel_tokenizer_encode(tok, text, len < 1000 ? len : 1000, 0, &ids); /* warm up, as the JS side does */
   ids.n = 0;
-  t0 = now();
+  t0 = keel_now();
   keel_tokenizer_encode(tok, text, len, 0, &ids);
-  double s = now() - t0;
+  double s = keel_now() - t0;
   printf("keel %.3f MB/s %zu tokens %.3f s (load %.3f s)\n", (double)len / 1e6 / s, ids.n, s, load);
   keel_ids_free(&ids);
   free(text);

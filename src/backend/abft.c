@@ -1,4 +1,5 @@
 /* ABFT checksums around an inner backend's GEMMs. Sums are taken in double. */
+#include "../core/clock.h"
 #include "abft.h"
 
 #include <math.h>
@@ -23,12 +24,6 @@ void keel_abft_arm_flip(uint64_t seed, double *changed) {
   armed = 1;
   arm_seed = seed;
   arm_changed = changed;
-}
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 #define BS 16 /* checksums cover 16-wide blocks: finer blocks see smaller flips */
@@ -173,29 +168,29 @@ static void flip(float *out, long n) {
 }
 
 static void matmul(float *out, const float *x, const float *w, int N, int K, int M, int accumulate) {
-  double t0 = now();
+  double t0 = keel_now();
   csums before = {0};
   if (accumulate) before = block_sums(out, N, M);
-  stats.seconds += now() - t0;
+  stats.seconds += keel_now() - t0;
   inner->matmul(out, x, w, N, K, M, accumulate);
   if (armed) flip(out, (long)N * M);
-  t0 = now();
+  t0 = keel_now();
   stats.checks++;
   /* out = x (N x K) . w^T (K x M): B[k][m] = w[m*K + k] */
   if (!check(out, accumulate ? &before : NULL, N, M, x, K, 1, w, 1, K, K)) stats.detections++;
   free(before.row), free(before.col);
-  stats.seconds += now() - t0;
+  stats.seconds += keel_now() - t0;
 }
 
 static void matmul_backward(float *dx, float *dw, const float *dout, const float *x, const float *w, int N, int K,
                             int M) {
-  double t0 = now();
+  double t0 = keel_now();
   csums bx = {0}, bw = {0};
   if (dx) bx = block_sums(dx, N, K);
   if (dw) bw = block_sums(dw, M, K);
-  stats.seconds += now() - t0;
+  stats.seconds += keel_now() - t0;
   inner->matmul_backward(dx, dw, dout, x, w, N, K, M);
-  t0 = now();
+  t0 = keel_now();
   /* dx (N x K) += dout (N x M) . w (M x K) */
   if (dx) {
     stats.checks++;
@@ -207,7 +202,7 @@ static void matmul_backward(float *dx, float *dw, const float *dout, const float
     if (!check(dw, &bw, M, K, dout, 1, M, x, K, 1, N)) stats.detections++;
   }
   free(bx.row), free(bx.col), free(bw.row), free(bw.col);
-  stats.seconds += now() - t0;
+  stats.seconds += keel_now() - t0;
 }
 
 const keel_backend *keel_backend_abft(const keel_backend *in) {

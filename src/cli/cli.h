@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../core/clock.h"
 #include "../core/error.h"
 
 int keel_cmd_tokenize(int argc, char **argv);
@@ -53,7 +54,6 @@ typedef struct keel_progress {
   int shown;
 } keel_progress;
 
-double keel_now(void);
 void keel_progress_begin(keel_progress *p, const char *what, double total);
 void keel_progress_update(keel_progress *p, double done, const char *extra);
 void keel_progress_end(keel_progress *p, double done, const char *extra);

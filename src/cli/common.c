@@ -30,12 +30,6 @@ char *keel_read_stdin(size_t *len) {
   return buf;
 }
 
-double keel_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 void keel_progress_begin(keel_progress *p, const char *what, double total) {
   p->what = what;
   p->t0 = p->last = keel_now();

@@ -1,14 +1,9 @@
 /* FMA peak measurement, dispatched at run time to the widest vector ISA. */
+#include "clock.h"
 #include "cpu.h"
 
 #include <time.h>
 #include <unistd.h>
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 typedef float v16 __attribute__((vector_size(64)));
 
@@ -44,7 +39,7 @@ double keel_cpu_peak_flops_per_core(void) {
   fma_loop(1000, &sink); /* warm up the clock */
   double best = 0;
   for (int rep = 0; rep < 10; rep++) { /* ~7 ms each; the best is the peak */
-    double t0 = now(), flops = fma_loop(3000000, &sink), dt = now() - t0;
+    double t0 = keel_now(), flops = fma_loop(3000000, &sink), dt = keel_now() - t0;
     if (dt > 0 && flops / dt > best) best = flops / dt;
   }
   peak = best;

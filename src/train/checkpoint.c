@@ -1,4 +1,5 @@
 /* Checkpoint writing (background thread), verification, loading, retention. */
+#include "../core/clock.h"
 #include "checkpoint.h"
 
 #include <dirent.h>
@@ -21,12 +22,6 @@ static char *step_dir(const char *run, const char *fmt, long step) {
   char *p = keel_xmalloc(n);
   snprintf(p, n, fmt, run, step);
   return p;
-}
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static keel_status copy_if_present(const char *from_dir, const char *to_dir, const char *name) {
@@ -310,7 +305,7 @@ static keel_status write_all(keel_ckpt_writer *w, const char *tmp, long save_ind
 
 static void *writer_main(void *arg) {
   keel_ckpt_writer *w = arg;
-  double t0 = now();
+  double t0 = keel_now();
   char *ck = keel_path_join(w->run, "ckpt"), *tmp = step_dir(w->run, "%s/ckpt/.step-%ld.tmp", w->s.step),
        *dst = step_dir(w->run, "%s/ckpt/step-%ld", w->s.step);
   keel_status st = keel_mkdirs(ck);
@@ -328,7 +323,7 @@ static void *writer_main(void *arg) {
     retention(w);
   }
   w->r_ok = !st;
-  w->r_seconds = now() - t0;
+  w->r_seconds = keel_now() - t0;
   free(ck), free(tmp), free(dst);
   return NULL;
 }

@@ -1,6 +1,7 @@
 /* Training loop. Every result depends only on the data, the seed and the
  * options: kernels split work over outputs, never over reductions, so the
  * thread count does not change a bit, and a resumed run replays exactly. */
+#include "../core/clock.h"
 #include "trainer.h"
 
 #include <math.h>
@@ -29,12 +30,6 @@ void keel_train_defaults(keel_train_opts *o) {
   o->bias_gamma = 1e-3f, o->balance_alpha = -1, o->mtp_lambda = 0.3f;
   o->seed = 1, o->eval_every = 100, o->eval_batches = 10, o->ckpt_every = 500;
   o->keep_last = 3, o->keep_every = 0, o->spike_z = 6.0f, o->spike_window = 50, o->max_rollbacks = 2;
-}
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* Training FLOPs per token: 6 x (active matrix parameters) plus attention scores
@@ -293,10 +288,10 @@ keel_status keel_train_run(const keel_train_opts *o) {
           "measured peak %.0f GFLOP/s\n",
           total_p / 1e6, active_p / 1e6, o->steps, o->grad_accum, B, T, threads, peak / 1e9);
   int LD = m.c.num_hidden_layers + m.c.num_nextn_predict_layers, E = m.c.n_routed_experts;
-  double t_start = now();
+  double t_start = keel_now();
   long first = cs.step;
   for (long step = cs.step; step < o->steps;) {
-    double t0 = now();
+    double t0 = keel_now();
     keel_inject_item *it;
     if ((it = keel_inject_take(&inj, KEEL_FAULT_SLOW, step + 1))) usleep((useconds_t)atoi(it->arg) * 1000);
     if (keel_inject_take(&inj, KEEL_FAULT_HANG, step + 1))
@@ -398,7 +393,7 @@ keel_status keel_train_run(const keel_train_opts *o) {
     keel_adamw_step(&opt, &m, lr);
     keel_model_update_bias(&m, o->bias_gamma);
     guard_push(&gd, lm);
-    double dt = now() - t0, tps = (double)B * T * o->grad_accum / dt;
+    double dt = keel_now() - t0, tps = (double)B * T * o->grad_accum / dt;
     fprintf(metrics, "{\"step\": %ld, \"loss\": %.6f, \"lm_loss\": %.6f, \"mtp_loss\": %.6f, \"balance_loss\": %.6g, "
             "\"lr\": %.6g, \"grad_norm\": %.6g, \"tokens_per_s\": %.1f, \"mfu\": %.4f, \"step_s\": %.4f%s",
             step + 1, loss, lm, mtp, bal, lr, gnorm, tps, fpt * tps / peak, dt, skip_batch ? ", \"skipped_batch\": true" : "");
@@ -422,7 +417,7 @@ keel_status keel_train_run(const keel_train_opts *o) {
     step++;
     if (!o->quiet && isatty(2)) {
       char eta[32];
-      double per = (now() - t_start) / (double)(step - first);
+      double per = (keel_now() - t_start) / (double)(step - first);
       fmt_time(eta, sizeof eta, per * (double)(o->steps - step));
       fprintf(stderr, "\rstep %ld/%ld loss %.4f lr %.2e %.0f tok/s ETA %s\033[K", step, o->steps, loss, lr, tps, eta);
     }
@@ -459,11 +454,11 @@ keel_status keel_train_run(const keel_train_opts *o) {
   if ((st = keel_model_save(&m, final_p))) goto done;
   st = keel_copy_tokenizer(o->data, final_p);
   if (!st) {
-    keel_event(o->out, "done", "\"step\": %ld, \"seconds\": %.3f", o->steps, now() - t_start);
+    keel_event(o->out, "done", "\"step\": %ld, \"seconds\": %.3f", o->steps, keel_now() - t_start);
     if (o->abft_every > 0)
       fprintf(stderr, "keel train: ABFT checked %ld GEMMs, %ld mismatches, %.2fs spent checking\n",
               keel_abft_get_stats()->checks, keel_abft_get_stats()->detections, keel_abft_get_stats()->seconds);
-    fprintf(stderr, "keel train: done in %.1fs; model in %s\n", now() - t_start, final_p);
+    fprintf(stderr, "keel train: done in %.1fs; model in %s\n", keel_now() - t_start, final_p);
   }
 done:
   if (have_writer) keel_ckpt_writer_free(&writer);
