@@ -9,7 +9,17 @@
 #ifndef KEEL_BACKEND_H
 #define KEEL_BACKEND_H
 
+#include <stddef.h>
 #include <stdint.h>
+
+/* A weight matrix (M, K), row-major, in a storage type for inference. */
+typedef enum keel_wtype { KEEL_W_F32, KEEL_W_BF16, KEEL_W_INT8, KEEL_W_FP8 } keel_wtype;
+typedef struct keel_wmat {
+  keel_wtype type;
+  int M, K;
+  const void *data;   /* M*K elements: float, bf16 bits, int8 or e4m3 bytes; any alignment */
+  const float *scale; /* INT8: (M) per row; FP8: (ceil(M/128), ceil(K/128)) block scales; else NULL */
+} keel_wmat;
 
 typedef struct keel_backend {
   const char *name;
@@ -47,6 +57,9 @@ typedef struct keel_backend {
   /* Cross-entropy of logits (N, V) against targets (N) (-1: ignored). Writes each row's
    * loss to losses (N) and overwrites logits with scale * (softmax - onehot) (0 for ignored rows). */
   void (*cross_entropy)(float *losses, float *logits, const int32_t *targets, int N, int V, float scale);
+  /* out (N, M) = x (N, K) w^T for a typed weight, dequantised on the fly:
+   * few rows read each weight once; many rows take the GEMM path. */
+  void (*matmul_w)(float *out, const float *x, const keel_wmat *w, int N);
   /* AdamW on n parameters: m, v moments; decoupled weight decay wd; bias-corrected with step t >= 1 */
   void (*adamw)(float *p, const float *g, float *m, float *v, long n, float lr, float beta1, float beta2, float eps,
                 float wd, int t);
@@ -57,5 +70,15 @@ const keel_backend *keel_backend_cpu(void);
 const keel_backend *keel_backend_cpu_reference(void);
 /* Threads the CPU backend may use (0: all cores). */
 void keel_backend_set_threads(int n);
+
+/* Typed weights (backend/wmat.c): element (m, k) as float, and a row k0..k0+n. */
+float keel_wmat_get(const keel_wmat *w, long m, long k);
+void keel_wmat_row(float *dst, const keel_wmat *w, long m, long k0, long n);
+size_t keel_wtype_size(keel_wtype t);
+const char *keel_wtype_name(keel_wtype t);
+/* Parses "f32", "bf16", "int8" or "fp8"; -1 if none. */
+int keel_wtype_parse(const char *s);
+/* Stores w (M, K) as type t in new buffers *data (and *scale, NULL if none), set in out. */
+void keel_wmat_quantize(keel_wmat *out, void **data, float **scale, const float *w, int M, int K, keel_wtype t);
 
 #endif

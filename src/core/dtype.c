@@ -63,3 +63,21 @@ float keel_f8e4m3_to_f32(unsigned char b) {
     v = ldexpf(1.0f + (float)man / 8.0f, exp - 7);
   return sign ? -v : v;
 }
+
+/* Nearest e4m3fn value (ties to even), saturating at +-448; NaN stays NaN. */
+unsigned char keel_f32_to_f8e4m3(float f) {
+  unsigned char sign = signbit(f) ? 0x80 : 0;
+  float a = fabsf(f);
+  if (isnan(f)) return 0x7f;
+  if (a >= 448.0f) return sign | 0x7e;
+  if (a < 0x1p-6f) { /* subnormal: multiples of 2^-9; 8 * 2^-9 is the smallest normal, code 0x08 */
+    return sign | (unsigned char)nearbyintf(a * 512.0f);
+  }
+  int e;
+  float m = frexpf(a, &e);                    /* a = m 2^e, m in [0.5, 1) */
+  int q = (int)nearbyintf((m * 2.0f - 1.0f) * 8.0f); /* 3 mantissa bits */
+  int exp = e - 1 + 7;
+  if (q == 8) q = 0, exp++;
+  if (exp > 15 || (exp == 15 && q > 6)) return sign | 0x7e;
+  return sign | (unsigned char)(exp << 3 | q);
+}

@@ -33,5 +33,6 @@ float keel_bf16_to_f32(unsigned short h);
 unsigned short keel_f32_to_bf16(float f); /* round to nearest even */
 float keel_f16_to_f32(unsigned short h);
 float keel_f8e4m3_to_f32(unsigned char b);
+unsigned char keel_f32_to_f8e4m3(float f); /* nearest, ties to even, saturating */
 
 #endif

@@ -4,6 +4,7 @@
 
 #include "backend/backend.h"
 #include "check.h"
+#include "core/dtype.h"
 #include "core/error.h"
 #include "core/rng.h"
 
@@ -19,12 +20,58 @@ static double rel(const float *a, const float *b, size_t n) {
   return d / (mx + 1e-12);
 }
 
+/* Typed weights: the e4m3 conversion both ways, each type's quantisation error,
+ * and matmul_w (decode rows and GEMM path) against the reference. */
+static void typed_weights(const keel_backend *fast, const keel_backend *ref, keel_rng *r) {
+  for (int c = 0; c < 256; c++) { /* every code but NaN round-trips */
+    if ((c & 0x7f) == 0x7f) continue;
+    CHECK_MSG(keel_f32_to_f8e4m3(keel_f8e4m3_to_f32((unsigned char)c)) == c, "e4m3 code 0x%02x", c);
+  }
+  CHECK(keel_f32_to_f8e4m3(1.0625f) == 0x38);  /* tie between 1 and 1.125 goes to even (1) */
+  CHECK(keel_f32_to_f8e4m3(1.1875f) == 0x3a);  /* tie between 1.125 and 1.25 goes to even (1.25) */
+  CHECK(keel_f32_to_f8e4m3(1e6f) == 0x7e && keel_f32_to_f8e4m3(-1e6f) == 0xfe); /* saturates at 448 */
+  CHECK(keel_f32_to_f8e4m3(0x1p-10f) == 0x00 && keel_f32_to_f8e4m3(0x1.8p-9f) == 0x02); /* subnormal ties to even */
+  static const int shapes[][3] = {{1, 16, 5}, {3, 37, 130}, {5, 256, 129}, {15, 300, 64}, {16, 130, 70},
+                                  {40, 257, 200}};
+  for (int t = KEEL_W_F32; t <= KEEL_W_FP8; t++)
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+      int N = shapes[s][0], K = shapes[s][1], M = shapes[s][2];
+      float *x = rnd(r, (size_t)N * K), *w = rnd(r, (size_t)M * K);
+      for (int k = 0; k < K; k++) w[k] *= 1e-3f; /* a row of small values: fp8 subnormals */
+      keel_wmat q;
+      void *data;
+      float *scale;
+      keel_wmat_quantize(&q, &data, &scale, w, M, K, (keel_wtype)t);
+      double qerr = 0, bound = t == KEEL_W_F32 ? 0 : t == KEEL_W_BF16 ? 0x1p-8 : t == KEEL_W_INT8 ? 0.5 / 127 : 0x1p-4;
+      for (int m = 0; m < M; m++) { /* bf16 relative, int8 against the row's largest value */
+        double amax = 0;
+        for (int k = 0; k < K; k++) amax = fmax(amax, fabs(w[(size_t)m * K + k]));
+        for (int k = 0; k < K; k++) {
+          double v = w[(size_t)m * K + k], e = fabs(keel_wmat_get(&q, m, k) - v);
+          if (t == KEEL_W_FP8) /* relative for normal codes, half the subnormal step below */
+            e /= fabs(v) + 0x1p-10 / 0x1p-4 * scale[(m / 128) * ((K + 127) / 128) + k / 128];
+          else
+            e /= t == KEEL_W_INT8 ? amax : fabs(v) + 1e-30;
+          qerr = fmax(qerr, e);
+        }
+      }
+      CHECK_MSG(qerr <= bound * 1.0001, "%s quantisation error %.3g > %.3g", keel_wtype_name((keel_wtype)t), qerr, bound);
+      float *o1 = keel_xmalloc((size_t)N * M * 4), *o2 = keel_xmalloc((size_t)N * M * 4);
+      fast->matmul_w(o1, x, &q, N);
+      ref->matmul_w(o2, x, &q, N);
+      double e = rel(o1, o2, (size_t)N * M);
+      CHECK_MSG(e < 1e-5, "matmul_w %s %dx%dx%d: %.3g", keel_wtype_name((keel_wtype)t), N, K, M, e);
+      free(x), free(w), free(data), free(scale), free(o1), free(o2);
+    }
+}
+
 int main(void) {
   const keel_backend *fast = keel_backend_cpu(), *ref = keel_backend_cpu_reference();
   static const int shapes[][3] = {{1, 1, 1},   {3, 17, 5},  {4, 16, 4},   {15, 64, 9},  {16, 64, 64},
                                   {37, 130, 70}, {64, 96, 33}, {5, 200, 130}, {130, 48, 257}};
   keel_rng r;
   keel_rng_init(&r, 1);
+  typed_weights(fast, ref, &r);
   double worst = 0;
   for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
     int N = shapes[s][0], K = shapes[s][1], M = shapes[s][2];

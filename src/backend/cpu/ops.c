@@ -1,5 +1,6 @@
-/* The fast CPU backend: vectorised GEMM kernels and cross-entropy; the other
- * ops are the reference kernels (reference.c). Threaded with OpenMP over
+/* The fast CPU backend: matmuls on the packed GEMM (gemm.c) or on dot-product
+ * kernels for few rows, typed weights (wmat.c), attention and cross-entropy;
+ * the other ops are the reference kernels (reference.c). Threaded with OpenMP over
  * independent outputs, so results do not depend on the thread count. */
 #include <math.h>
 #include <stdlib.h>
@@ -9,7 +10,9 @@
 #endif
 
 #include "../backend.h"
+#include "gemm.h"
 #include "reference.h"
+#include "simd.h"
 
 void keel_backend_set_threads(int n) {
 #ifdef _OPENMP
@@ -22,13 +25,6 @@ void keel_backend_set_threads(int n) {
 /* GEMM kernels, compiled for AVX-512, AVX2+FMA and a portable fallback and
  * chosen at run time. Every output is reduced in a fixed order, so results do
  * not depend on the thread count. */
-typedef float v16 __attribute__((vector_size(64), aligned(4)));
-#ifdef __clang__ /* clang contracts a*b+c into FMA by default */
-#define KERNEL __attribute__((target_clones("avx512f", "arch=haswell", "default")))
-#else
-#define KERNEL __attribute__((target_clones("avx512f", "arch=haswell", "default"), optimize("fp-contract=fast")))
-#endif
-
 static inline float hsum(const v16 *v) {
   float s = 0;
   for (int i = 0; i < 16; i++) s += (*v)[i];
@@ -74,103 +70,6 @@ KERNEL static void matmul_rows(float *out, const float *x, const float *w, int n
   }
 }
 
-/* The packed GEMM: C (R x S, row stride ldc) += A (R x J) B (J x S), with
- * A(r, j) = a[r*a_rs + j*a_cs] and B(j, s) = b[j*b_rs + s*b_cs]. B is packed
- * into panels of 64 columns (J x 64, contiguous, zero-padded) and A into
- * 6-row micro-panels; each panel is walked in chunks of KC rows that stay in
- * L2 while a 6 x 64 register tile (24 vector accumulators) runs over them. Threads take
- * whole panels, so every C element is summed in the same order whatever the
- * thread count. */
-#define NR 64  /* columns of a panel */
-#define MR 6   /* rows of a register tile */
-#define KC 384 /* rows of a panel chunk */
-
-KERNEL static void pack_panel(float *dst, const float *b, long b_rs, long b_cs, int J, int s0, int S) {
-  int w = S - s0 < NR ? S - s0 : NR;
-  for (int j = 0; j < J; j++) {
-    float *d = dst + (long)j * NR;
-    const float *src = b + j * b_rs + (long)s0 * b_cs;
-    if (b_cs == 1) {
-      memcpy(d, src, (size_t)w * sizeof *d);
-    } else {
-      for (int c = 0; c < w; c++) d[c] = src[(long)c * b_cs];
-    }
-    for (int c = w; c < NR; c++) d[c] = 0;
-  }
-}
-
-/* A packed as MR-row micro-panels: ap[rb][j][0..MR), zero-padded. */
-static void pack_a(float *ap, const float *a, long a_rs, long a_cs, int R, int J) {
-  int nb = (R + MR - 1) / MR;
-#pragma omp parallel for schedule(static)
-  for (int rb = 0; rb < nb; rb++) {
-    float *d = ap + (long)rb * J * MR;
-    for (int j = 0; j < J; j++)
-      for (int r = 0; r < MR; r++) {
-        int row = rb * MR + r;
-        d[(long)j * MR + r] = row < R ? a[row * a_rs + j * a_cs] : 0.0f;
-      }
-  }
-}
-
-KERNEL static void tile(float *c, long ldc, const float *ap, const float *bp, int rows, int J, int cols) {
-  v16 c00 = {0}, c01 = {0}, c02 = {0}, c03 = {0}, c10 = {0}, c11 = {0}, c12 = {0}, c13 = {0};
-  v16 c20 = {0}, c21 = {0}, c22 = {0}, c23 = {0}, c30 = {0}, c31 = {0}, c32 = {0}, c33 = {0};
-  v16 c40 = {0}, c41 = {0}, c42 = {0}, c43 = {0}, c50 = {0}, c51 = {0}, c52 = {0}, c53 = {0};
-  for (int j = 0; j < J; j++) {
-    const float *bj = bp + (long)j * NR;
-    v16 b0 = *(const v16 *)bj, b1 = *(const v16 *)(bj + 16), b2 = *(const v16 *)(bj + 32), b3 = *(const v16 *)(bj + 48);
-    const float *aj = ap + (long)j * MR;
-    float s;
-    s = aj[0], c00 += s * b0, c01 += s * b1, c02 += s * b2, c03 += s * b3;
-    s = aj[1], c10 += s * b0, c11 += s * b1, c12 += s * b2, c13 += s * b3;
-    s = aj[2], c20 += s * b0, c21 += s * b1, c22 += s * b2, c23 += s * b3;
-    s = aj[3], c30 += s * b0, c31 += s * b1, c32 += s * b2, c33 += s * b3;
-    s = aj[4], c40 += s * b0, c41 += s * b1, c42 += s * b2, c43 += s * b3;
-    s = aj[5], c50 += s * b0, c51 += s * b1, c52 += s * b2, c53 += s * b3;
-  }
-  /* accumulators stay in registers: no address is taken, each row is stored by name */
-#define STORE_ROW(r, x0, x1, x2, x3)                                                  \
-  if (rows > r) {                                                                     \
-    float *cr = c + (long)(r) * ldc;                                                  \
-    if (cols == NR) {                                                                 \
-      *(v16 *)cr += x0, *(v16 *)(cr + 16) += x1, *(v16 *)(cr + 32) += x2, *(v16 *)(cr + 48) += x3; \
-    } else {                                                                          \
-      v16 t[4] = {x0, x1, x2, x3};                                                    \
-      for (int k = 0; k < cols; k++) cr[k] += t[k / 16][k % 16];                      \
-    }                                                                                 \
-  }
-  STORE_ROW(0, c00, c01, c02, c03)
-  STORE_ROW(1, c10, c11, c12, c13)
-  STORE_ROW(2, c20, c21, c22, c23)
-  STORE_ROW(3, c30, c31, c32, c33)
-  STORE_ROW(4, c40, c41, c42, c43)
-  STORE_ROW(5, c50, c51, c52, c53)
-#undef STORE_ROW
-}
-
-static void gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, const float *b, long b_rs, long b_cs, int R,
-                 int J, int S) {
-  int np = (S + NR - 1) / NR, nb = (R + MR - 1) / MR;
-  float *packed = malloc((size_t)np * J * NR * sizeof *packed), *ap = malloc((size_t)nb * J * MR * sizeof *ap);
-  if (!packed || !ap) abort();
-  pack_a(ap, a, a_rs, a_cs, R, J);
-#pragma omp parallel for schedule(static)
-  for (int p = 0; p < np; p++) {
-    float *bp = packed + (size_t)p * J * NR;
-    pack_panel(bp, b, b_rs, b_cs, J, p * NR, S);
-    int cols = S - p * NR < NR ? S - p * NR : NR;
-    for (int j0 = 0; j0 < J; j0 += KC) {
-      int kc = J - j0 < KC ? J - j0 : KC;
-      for (int r0 = 0; r0 < R; r0 += MR)
-        tile(c + (long)r0 * ldc + (long)p * NR, ldc, ap + ((long)(r0 / MR) * J + j0) * MR, bp + (long)j0 * NR,
-             R - r0 < MR ? R - r0 : MR, kc, cols);
-    }
-  }
-  free(packed);
-  free(ap);
-}
-
 static void matmul(float *out, const float *x, const float *w, int N, int K, int M, int accumulate) {
   if (N < 16) { /* few rows (decoding): dot products, no packing */
 #pragma omp parallel for schedule(static)
@@ -178,13 +77,15 @@ static void matmul(float *out, const float *x, const float *w, int N, int K, int
     return;
   }
   if (!accumulate) memset(out, 0, (size_t)N * M * sizeof *out);
-  gemm(out, M, x, K, 1, w, 1, K, N, K, M); /* B(k, m) = w[m*K + k] */
+  keel_gemm_b b = {w, 1, K, NULL}; /* B(k, m) = w[m*K + k] */
+  keel_cpu_gemm(out, M, x, K, 1, &b, N, K, M);
 }
 
 static void matmul_backward(float *dx, float *dw, const float *dout, const float *x, const float *w, int N, int K,
                             int M) {
-  if (dx) gemm(dx, K, dout, M, 1, w, K, 1, N, M, K); /* dx (N, K) += dout (N, M) w (M, K) */
-  if (dw) gemm(dw, K, dout, 1, M, x, K, 1, M, N, K); /* dw (M, K) += dout^T (M, N) x (N, K) */
+  keel_gemm_b bw = {w, K, 1, NULL}, bx = {x, K, 1, NULL};
+  if (dx) keel_cpu_gemm(dx, K, dout, M, 1, &bw, N, M, K); /* dx (N, K) += dout (N, M) w (M, K) */
+  if (dw) keel_cpu_gemm(dw, K, dout, 1, M, &bx, M, N, K); /* dw (M, K) += dout^T (M, N) x (N, K) */
 }
 
 static void cross_entropy(float *losses, float *logits, const int32_t *targets, int N, int V, float scale) {
@@ -308,6 +209,7 @@ static const keel_backend cpu = {
     .swiglu_backward = keel_cpu_ref_swiglu_backward,
     .cross_entropy = cross_entropy,
     .adamw = keel_cpu_ref_adamw,
+    .matmul_w = keel_cpu_matmul_w,
 };
 
 const keel_backend *keel_backend_cpu(void) { return &cpu; }

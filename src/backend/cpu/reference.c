@@ -20,6 +20,17 @@ static void matmul(float *out, const float *x, const float *w, int N, int K, int
     }
 }
 
+/* out (N, M) = x (N, K) deq(w)^T, element by element */
+static void matmul_w(float *out, const float *x, const keel_wmat *w, int N) {
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; n++)
+    for (int m = 0; m < w->M; m++) {
+      float s = 0;
+      for (int k = 0; k < w->K; k++) s += x[(long)n * w->K + k] * keel_wmat_get(w, m, k);
+      out[(long)n * w->M + m] = s;
+    }
+}
+
 static void matmul_backward(float *dx, float *dw, const float *dout, const float *x, const float *w, int N, int K,
                             int M) {
   if (dx)
@@ -238,6 +249,7 @@ static const keel_backend reference = {
     .swiglu_backward = keel_cpu_ref_swiglu_backward,
     .cross_entropy = cross_entropy,
     .adamw = keel_cpu_ref_adamw,
+    .matmul_w = matmul_w,
 };
 
 const keel_backend *keel_backend_cpu_reference(void) { return &reference; }

@@ -1,0 +1,23 @@
+/* The packed GEMM of the fast CPU backend (gemm.c) and the typed-weight
+ * kernels it shares with matmul_w (wmat.c). */
+#ifndef KEEL_BACKEND_CPU_GEMM_H
+#define KEEL_BACKEND_CPU_GEMM_H
+
+#include "../backend.h"
+
+/* B of a GEMM: B(j, s) = b[j*rs + s*cs], or, when w is set, the weight
+ * transposed, B(j, s) = deq(w)(s, j). */
+typedef struct keel_gemm_b {
+  const float *b;
+  long rs, cs;
+  const keel_wmat *w;
+} keel_gemm_b;
+
+/* C (R x S, row stride ldc) += A (R x J) B (J x S) with A(r, j) = a[r*a_rs + j*a_cs]. */
+void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, const keel_gemm_b *b, int R, int J, int S);
+/* dst (K) = row m of w as floats, vectorised. */
+void keel_cpu_wmat_row(float *dst, const keel_wmat *w, long m);
+/* out (N, M) = x (N, K) deq(w)^T */
+void keel_cpu_matmul_w(float *out, const float *x, const keel_wmat *w, int N);
+
+#endif

@@ -1,0 +1,128 @@
+/* Typed weights on the fast CPU backend: each weight type has a 16-wide
+ * dequantiser; decoding (few rows) reads every weight once and multiplies
+ * on the fly, many rows go through the packed GEMM, which dequantises while
+ * packing. */
+#include <stdint.h>
+#include <string.h>
+
+#include "gemm.h"
+#include "simd.h"
+
+typedef uint16_t u16x16 __attribute__((vector_size(32), aligned(1)));
+typedef int8_t i8x16 __attribute__((vector_size(16), aligned(1)));
+typedef uint8_t u8x16 __attribute__((vector_size(16), aligned(1)));
+typedef uint32_t u32x16 __attribute__((vector_size(64)));
+typedef int32_t i32x16 __attribute__((vector_size(64)));
+
+static inline void deq_f32(v16 *o, const void *p) { *o = *(const v16 *)p; }
+
+static inline void deq_bf16(v16 *o, const void *p) {
+  u32x16 u = __builtin_convertvector(*(const u16x16 *)p, u32x16) << 16;
+  *o = (v16)u;
+}
+
+static inline void deq_int8(v16 *o, const void *p) { *o = __builtin_convertvector(*(const i8x16 *)p, v16); }
+
+/* e4m3fn without a table: normal codes become float bits directly; codes with
+ * a zero exponent are multiples of 2^-9. */
+static inline void deq_fp8(v16 *o, const void *p) {
+  u32x16 b = __builtin_convertvector(*(const u8x16 *)p, u32x16);
+  u32x16 e = (b >> 3) & 15, man = b & 7, sign = (b >> 7) << 31;
+  u32x16 normal = sign | (e + 120) << 23 | man << 20;
+  v16 sub = __builtin_convertvector((i32x16)man, v16) * 0x1p-9f;
+  u32x16 subbits = (u32x16)sub | sign;
+  u32x16 isz = (u32x16)(e == 0);
+  *o = (v16)((isz & subbits) | (~isz & normal));
+}
+
+static inline float fp8_block_scale(const keel_wmat *w, long m, long k) {
+  return w->scale[(m / 128) * ((w->K + 127) / 128) + k / 128];
+}
+
+/* One kernel per type: out[n][m] for rows n0..n0+rows (rows <= 4), weight rows m0..m1. */
+#define ROWS_KERNEL(NAME, DEQ, ESZ)                                                                           \
+  KERNEL static void NAME(float *out, const float *x, const keel_wmat *w, int n0, int rows, int m0, int m1) {  \
+    int K = w->K, M = w->M, K16 = K & ~15;                                                                  \
+    const float *xr[4];                                                                                     \
+    for (int r = 0; r < 4; r++) xr[r] = x + (long)(n0 + (r < rows ? r : 0)) * K;                            \
+    const uint8_t *base = w->data;                                                                          \
+    for (int m = m0; m < m1; m++) {                                                                         \
+      const uint8_t *wr = base + (long)m * K * (ESZ);                                                       \
+      v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};                                                           \
+      for (int k = 0; k < K16; k += 16) {                                                                   \
+        v16 wv;                                                                                              \
+        DEQ(&wv, wr + (long)k * (ESZ));                                                                 \
+        if (w->type == KEEL_W_FP8) wv *= fp8_block_scale(w, m, k);                                          \
+        a0 += *(const v16 *)(xr[0] + k) * wv;                                                               \
+        a1 += *(const v16 *)(xr[1] + k) * wv;                                                               \
+        a2 += *(const v16 *)(xr[2] + k) * wv;                                                               \
+        a3 += *(const v16 *)(xr[3] + k) * wv;                                                               \
+      }                                                                                                     \
+      float s[4] = {0, 0, 0, 0};                                                                            \
+      for (int i = 0; i < 16; i++) s[0] += a0[i], s[1] += a1[i], s[2] += a2[i], s[3] += a3[i];              \
+      for (int k = K16; k < K; k++) {                                                                       \
+        float v = keel_wmat_get(w, m, k);                                                                   \
+        if (w->type == KEEL_W_INT8) v /= w->scale[m]; /* the row scale is applied below */                \
+        for (int r = 0; r < 4; r++) s[r] += xr[r][k] * v;                                                   \
+      }                                                                                                     \
+      float rs = w->type == KEEL_W_INT8 ? w->scale[m] : 1.0f;                                               \
+      for (int r = 0; r < rows; r++) out[(long)(n0 + r) * M + m] = s[r] * rs;                               \
+    }                                                                                                       \
+  }
+
+ROWS_KERNEL(rows_f32, deq_f32, 4)
+ROWS_KERNEL(rows_bf16, deq_bf16, 2)
+ROWS_KERNEL(rows_int8, deq_int8, 1)
+ROWS_KERNEL(rows_fp8, deq_fp8, 1)
+
+#define ROW_DEQ(NAME, DEQ, ESZ)                                                                 \
+  KERNEL static void NAME(float *dst, const keel_wmat *w, long m) {                            \
+    const uint8_t *wr = (const uint8_t *)w->data + m * w->K * (ESZ);                            \
+    int K16 = w->K & ~15;                                                                       \
+    for (int k = 0; k < K16; k += 16) {                                                         \
+      v16 v;                                                                                  \
+      DEQ(&v, wr + (long)k * (ESZ));                                                        \
+      if (w->type == KEEL_W_FP8) v *= fp8_block_scale(w, m, k);                                 \
+      if (w->type == KEEL_W_INT8) v *= w->scale[m];                                             \
+      memcpy(dst + k, &v, sizeof v);                                                            \
+    }                                                                                           \
+    for (int k = K16; k < w->K; k++) dst[k] = keel_wmat_get(w, m, k);                           \
+  }
+
+ROW_DEQ(row_bf16, deq_bf16, 2)
+ROW_DEQ(row_int8, deq_int8, 1)
+ROW_DEQ(row_fp8, deq_fp8, 1)
+
+void keel_cpu_wmat_row(float *dst, const keel_wmat *w, long m) {
+  switch (w->type) {
+    case KEEL_W_F32: memcpy(dst, (const float *)w->data + m * w->K, (size_t)w->K * sizeof *dst); break;
+    case KEEL_W_BF16: row_bf16(dst, w, m); break;
+    case KEEL_W_INT8: row_int8(dst, w, m); break;
+    case KEEL_W_FP8: row_fp8(dst, w, m); break;
+  }
+}
+
+void keel_cpu_matmul_w(float *out, const float *x, const keel_wmat *w, int N) {
+  if (N >= 16) {
+    memset(out, 0, (size_t)N * w->M * sizeof *out);
+    keel_gemm_b b = {NULL, 0, 0, w};
+    keel_cpu_gemm(out, w->M, x, w->K, 1, &b, N, w->K, w->M);
+    return;
+  }
+  /* few rows: split the weight rows over threads, each streams its share once per 4 rows of x */
+  enum { CHUNK = 64 };
+  int nchunk = (w->M + CHUNK - 1) / CHUNK;
+#pragma omp parallel for schedule(static)
+  for (int ch = 0; ch < nchunk; ch++) {
+    int m0 = ch * CHUNK, m1 = m0 + CHUNK < w->M ? m0 + CHUNK : w->M;
+    for (int n0 = 0; n0 < N; n0 += 4) {
+      int rows = N - n0 < 4 ? N - n0 : 4;
+      switch (w->type) {
+        case KEEL_W_F32: rows_f32(out, x, w, n0, rows, m0, m1); break;
+        case KEEL_W_BF16: rows_bf16(out, x, w, n0, rows, m0, m1); break;
+        case KEEL_W_INT8: rows_int8(out, x, w, n0, rows, m0, m1); break;
+        case KEEL_W_FP8: rows_fp8(out, x, w, n0, rows, m0, m1); break;
+      }
+    }
+  }
+}
