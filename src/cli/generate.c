@@ -15,7 +15,7 @@
 static const char USER[] = "<\xef\xbd\x9cUser\xef\xbd\x9c>", ASSISTANT[] = "<\xef\xbd\x9c" "Assistant\xef\xbd\x9c>";
 
 typedef struct gen_ctx {
-  keel_model m;
+  keel_imodel m;
   keel_tokenizer *tok;
   keel_session s;
   keel_sampler smp;
@@ -24,9 +24,9 @@ typedef struct gen_ctx {
   size_t cap;
 } gen_ctx;
 
-static keel_status open_model(gen_ctx *g, const char *dir, int ctx, const keel_sampler_opts *so) {
+static keel_status open_model(gen_ctx *g, const char *dir, int ctx, int wtype, const keel_sampler_opts *so) {
   memset(g, 0, sizeof *g);
-  keel_status st = keel_model_load(&g->m, dir, keel_backend_cpu());
+  keel_status st = keel_imodel_load(&g->m, dir, wtype, keel_backend_cpu());
   if (st) return st;
   size_t n = strlen(dir) + 32;
   char *tp = keel_xmalloc(n);
@@ -45,7 +45,7 @@ static void close_model(gen_ctx *g) {
   keel_sampler_free(&g->smp);
   keel_session_free(&g->s);
   keel_tokenizer_free(g->tok);
-  keel_model_free(&g->m);
+  keel_imodel_free(&g->m);
   keel_ids_free(&g->hist);
   free(g->buf);
 }
@@ -56,10 +56,8 @@ static keel_status run(gen_ctx *g, const keel_ids *prompt, int n, FILE *out, int
                        double *gen_s) {
   keel_status st = KEEL_OK;
   double t0 = keel_now();
-  for (size_t i = 0; i < prompt->n && !st; i++) {
-    st = keel_session_step(&g->s, prompt->v[i]);
-    keel_ids_push(&g->hist, prompt->v[i]);
-  }
+  st = keel_session_feed(&g->s, prompt->v, (int)prompt->n); /* the prompt in chunks on the GEMM path */
+  for (size_t i = 0; i < prompt->n && !st; i++) keel_ids_push(&g->hist, prompt->v[i]);
   *prompt_s = keel_now() - t0;
   t0 = keel_now();
   *generated = 0;
@@ -81,7 +79,7 @@ static keel_status run(gen_ctx *g, const keel_ids *prompt, int n, FILE *out, int
 
 typedef struct gen_args {
   const char *model, *prompt;
-  int n, ctx, chat, threads;
+  int n, ctx, chat, threads, wtype;
   keel_sampler_opts so;
 } gen_args;
 
@@ -100,14 +98,15 @@ static void usage_gen(const char *cmd) {
          "      --repeat-penalty X   (default %g, 1 off)\n"
          "  -s, --seed N             sampling seed (default %llu)\n"
          "  -t, --threads N          threads (default: all cores)\n"
-         "      --chat               wrap the prompt in the DeepSeek chat template\n",
+         "      --chat               wrap the prompt in the DeepSeek chat template\n"
+         "      --dtype T            weights as f32, bf16, int8 or fp8 (default: as stored)\n",
          cmd, strcmp(cmd, "generate") == 0 ? "-p TEXT " : "", strcmp(cmd, "generate") == 0 ? "" : " (chat: first turn)",
          (double)d.temperature, d.top_k, (double)d.top_p, (double)d.min_p, (double)d.repeat_penalty,
          (unsigned long long)d.seed);
 }
 
 static int parse_gen(int argc, char **argv, const char *cmd, gen_args *a) {
-  enum { O_TEMP = 1000, O_TOPK, O_TOPP, O_MINP, O_REP, O_CHAT };
+  enum { O_TEMP = 1000, O_TOPK, O_TOPP, O_MINP, O_REP, O_CHAT, O_DTYPE };
   static const struct option opts[] = {
       {"model", required_argument, 0, 'm'}, {"prompt", required_argument, 0, 'p'},
       {"n-predict", required_argument, 0, 'n'}, {"ctx-size", required_argument, 0, 'c'},
@@ -115,9 +114,9 @@ static int parse_gen(int argc, char **argv, const char *cmd, gen_args *a) {
       {"top-p", required_argument, 0, O_TOPP}, {"min-p", required_argument, 0, O_MINP},
       {"repeat-penalty", required_argument, 0, O_REP}, {"seed", required_argument, 0, 's'},
       {"threads", required_argument, 0, 't'}, {"chat", no_argument, 0, O_CHAT},
-      {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+      {"dtype", required_argument, 0, O_DTYPE}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
   memset(a, 0, sizeof *a);
-  a->n = 128, a->ctx = 512;
+  a->n = 128, a->ctx = 512, a->wtype = -1;
   keel_sampler_defaults(&a->so);
   int c;
   optind = 1;
@@ -135,6 +134,9 @@ static int parse_gen(int argc, char **argv, const char *cmd, gen_args *a) {
       case 's': a->so.seed = strtoull(optarg, NULL, 10); break;
       case 't': a->threads = atoi(optarg); break;
       case O_CHAT: a->chat = 1; break;
+      case O_DTYPE:
+        if ((a->wtype = keel_wtype_parse(optarg)) < 0) return keel_cli_usage_error(cmd, "--dtype: f32, bf16, int8 or fp8");
+        break;
       case 'h': usage_gen(cmd); return 0;
       default: return keel_cli_usage_error(cmd, "bad option");
     }
@@ -167,7 +169,7 @@ int keel_cmd_generate(int argc, char **argv) {
   if (rc >= 0) return rc;
   if (!a.prompt) return keel_cli_usage_error("generate", "--prompt is required");
   gen_ctx g;
-  keel_status st = open_model(&g, a.model, a.ctx, &a.so);
+  keel_status st = open_model(&g, a.model, a.ctx, a.wtype, &a.so);
   if (st) {
     close_model(&g);
     return keel_cli_error("generate", st);
@@ -197,7 +199,7 @@ int keel_cmd_chat(int argc, char **argv) {
   int rc = parse_gen(argc, argv, "chat", &a);
   if (rc >= 0) return rc;
   gen_ctx g;
-  keel_status st = open_model(&g, a.model, a.ctx, &a.so);
+  keel_status st = open_model(&g, a.model, a.ctx, a.wtype, &a.so);
   if (st) {
     close_model(&g);
     return keel_cli_error("chat", st);
@@ -242,16 +244,82 @@ int keel_cmd_chat(int argc, char **argv) {
   return st ? keel_cli_error("chat", st) : 0;
 }
 
+static double row_loss(const float *l, int V, int target) {
+  double mx = l[0], sum = 0;
+  for (int v = 1; v < V; v++) mx = l[v] > mx ? l[v] : mx;
+  for (int v = 0; v < V; v++) sum += exp(l[v] - mx);
+  return mx + log(sum) - l[target];
+}
+
+/* Validation loss through the inference path (typed weights, latent cache, prefill in chunks) for the
+ * stored weights and for them converted to wtype, with how far the logits move. */
+static keel_status eval_typed(const char *model, keel_shard *sh, int batches, int B, int T, int wtype) {
+  keel_imodel im[2];
+  keel_runner r[2];
+  keel_kvcache kc[2];
+  memset(im, 0, sizeof im), memset(r, 0, sizeof r), memset(kc, 0, sizeof kc);
+  keel_loader l;
+  keel_status st = keel_imodel_load(&im[0], model, -1, keel_backend_cpu());
+  if (!st) st = keel_imodel_load(&im[1], model, wtype, keel_backend_cpu());
+  if (!st && sh->h.vocab_size > (uint32_t)im[0].c.vocab_size)
+    st = keel_fail(KEEL_ERR_ARG, "token ids exceed the model's vocab_size");
+  int cap = T < 64 ? T : 64, V = im[0].c.vocab_size;
+  for (int k = 0; k < 2 && !st; k++) {
+    st = keel_runner_init(&r[k], &im[k], cap, T);
+    if (!st) st = keel_kvcache_init(&kc[k], &im[k].c, T);
+  }
+  if (!st && !(st = keel_loader_init(&l, sh, B, T, 12345))) {
+    int32_t *x = keel_xmalloc((size_t)B * T * sizeof *x), *y = keel_xmalloc((size_t)B * T * sizeof *y);
+    int pos[64];
+    keel_kvcache *cs[2][64];
+    double loss[2] = {0, 0}, worst = 0, mean = 0;
+    long rows = 0;
+    for (int i = 0; i < cap; i++) cs[0][i] = &kc[0], cs[1][i] = &kc[1];
+    for (int bi = 0; bi < batches && !st; bi++) {
+      keel_loader_next(&l, x, y);
+      for (int b = 0; b < B && !st; b++) {
+        kc[0].len = kc[1].len = 0;
+        for (int t0 = 0; t0 < T && !st; t0 += cap) {
+          int n = T - t0 < cap ? T - t0 : cap;
+          for (int i = 0; i < n; i++) pos[i] = t0 + i;
+          for (int k = 0; k < 2 && !st; k++) st = keel_runner_forward(&r[k], n, x + (size_t)b * T + t0, cs[k], pos, NULL);
+          for (int i = 0; i < n && !st; i++, rows++) {
+            const float *a = r[0].logits + (size_t)i * V, *q = r[1].logits + (size_t)i * V;
+            double mx = 0, d = 0, sum = 0;
+            for (int v = 0; v < V; v++) mx = fmax(mx, fabs(a[v])), d = fmax(d, fabs(a[v] - q[v])), sum += fabs(a[v] - q[v]);
+            worst = fmax(worst, d / mx), mean += sum / V;
+            loss[0] += row_loss(a, V, y[(size_t)b * T + t0 + i]);
+            loss[1] += row_loss(q, V, y[(size_t)b * T + t0 + i]);
+          }
+        }
+      }
+    }
+    if (!st) {
+      double l0 = loss[0] / rows, l1 = loss[1] / rows;
+      printf("stored weights (%s): val loss %.4f, perplexity %.2f\n", keel_wtype_name(im[0].wtype), l0, exp(l0));
+      printf("%s weights: val loss %.4f, perplexity %.2f (%+.3f%%), %.1f MB of weights instead of %.1f\n",
+             keel_wtype_name((keel_wtype)wtype), l1, exp(l1), 100 * (exp(l1) / exp(l0) - 1), im[1].weight_bytes / 1e6,
+             im[0].weight_bytes / 1e6);
+      printf("logits: worst max|diff|/max|logit| %.3g, mean |diff| %.3g over %ld positions\n", worst, mean / rows,
+             rows);
+    }
+    free(x), free(y);
+    keel_loader_free(&l);
+  }
+  for (int k = 0; k < 2; k++) keel_runner_free(&r[k]), keel_kvcache_free(&kc[k]), keel_imodel_free(&im[k]);
+  return st;
+}
+
 /* keel eval: validation loss of a model on a prepared folder, or logits of given ids. */
 int keel_cmd_eval(int argc, char **argv) {
   static const struct option opts[] = {{"model", required_argument, 0, 'm'}, {"data", required_argument, 0, 'd'},
                                        {"batches", required_argument, 0, 'b'}, {"batch", required_argument, 0, 'B'},
                                        {"seq", required_argument, 0, 'S'}, {"ids", required_argument, 0, 'i'},
                                        {"dump-logits", required_argument, 0, 'o'}, {"mtp", no_argument, 0, 'M'},
-                                       {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'},
-                                       {0, 0, 0, 0}};
+                                       {"threads", required_argument, 0, 't'}, {"dtype", required_argument, 0, 'q'},
+                                       {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
   const char *model = NULL, *data = NULL, *ids_s = NULL, *dump = NULL;
-  int batches = 20, B = 4, T = 256, mtp = 0, c;
+  int batches = 20, B = 4, T = 256, mtp = 0, c, wtype = -1;
   optind = 1;
   while ((c = getopt_long(argc, argv, "m:d:t:h", opts, NULL)) != -1) {
     switch (c) {
@@ -264,17 +332,35 @@ int keel_cmd_eval(int argc, char **argv) {
       case 'o': dump = optarg; break;
       case 'M': mtp = 1; break;
       case 't': keel_backend_set_threads(atoi(optarg)); break;
+      case 'q':
+        if ((wtype = keel_wtype_parse(optarg)) < 0) return keel_cli_usage_error("eval", "--dtype: f32, bf16, int8 or fp8");
+        break;
       case 'h':
-        printf("usage: keel eval -m DIR --data DIR [--batches N (20)] [--batch B (4)] [--seq T (256)]\n"
+        printf("usage: keel eval -m DIR --data DIR [--batches N (20)] [--batch B (4)] [--seq T (256)] [--dtype T]\n"
                "       keel eval -m DIR --ids \"1 2 3\" --dump-logits FILE [--mtp]\n\n"
                "The first prints validation loss and perplexity; the second writes float32 little-endian\n"
-               "logits (T, vocab) of the main head, then (T-k, vocab) of each MTP depth k with --mtp.\n");
+               "logits (T, vocab) of the main head, then (T-k, vocab) of each MTP depth k with --mtp.\n"
+               "With --dtype f32|bf16|int8|fp8 the loss is computed on the inference path for the stored\n"
+               "weights and for them converted, with how far the logits move.\n");
         return 0;
       default: return keel_cli_usage_error("eval", "bad option");
     }
   }
   if (!model || (!data == !ids_s)) return keel_cli_usage_error("eval", "--model and one of --data or --ids are required");
   if (batches < 1 || B < 1 || T < 1) return keel_cli_usage_error("eval", "--batches, --batch and --seq must be >= 1");
+  if (wtype >= 0) {
+    if (!data) return keel_cli_usage_error("eval", "--dtype goes with --data");
+    char *vp = keel_path_join(data, "val.bin");
+    keel_shard sh;
+    keel_status st = keel_shard_open(&sh, vp);
+    if (!st) {
+      st = eval_typed(model, &sh, batches, B, T, wtype);
+      keel_shard_close(&sh);
+    }
+    if (st) st = keel_fail_prefix(st, vp);
+    free(vp);
+    return st ? keel_cli_error("eval", st) : 0;
+  }
   keel_model m;
   keel_status st = keel_model_load(&m, model, keel_backend_cpu());
   if (st) return keel_cli_error("eval", st);

@@ -1,4 +1,4 @@
-/* Token-by-token decoding with the latent KV cache. */
+/* The inference forward over rows with latent KV caches. */
 #include "session.h"
 
 #include <math.h>
@@ -6,84 +6,232 @@
 #include <string.h>
 
 static float *fa(size_t n) { return keel_xcalloc(n ? n : 1, sizeof(float)); }
+static int imax(int a, int b) { return a > b ? a : b; }
 
-keel_status keel_session_init(keel_session *s, keel_model *m, int max_len) {
-  memset(s, 0, sizeof *s);
-  const keel_config *c = &m->c;
+size_t keel_kvcache_bytes_per_token(const keel_config *c) {
+  return (size_t)c->num_hidden_layers * (c->kv_lora_rank + c->qk_rope_head_dim) * sizeof(float);
+}
+
+keel_status keel_kvcache_init(keel_kvcache *kc, const keel_config *c, int max_len) {
+  memset(kc, 0, sizeof *kc);
   if (max_len <= 0) return keel_fail(KEEL_ERR_ARG, "context length must be positive");
-  keel_status st = keel_model_reserve(m, 1, 1); /* FFN scratch for one row */
-  if (st) return st;
-  keel_model_rope_tables(m, max_len);
-  int L = c->num_hidden_layers, d = c->hidden_size, H = c->num_attention_heads, dq = keel_config_dq(c),
-      rkv = c->kv_lora_rank, dr = c->qk_rope_head_dim;
-  s->m = m;
+  kc->max_len = max_len;
+  kc->ckv = fa((size_t)c->num_hidden_layers * max_len * c->kv_lora_rank);
+  kc->kpe = fa((size_t)c->num_hidden_layers * max_len * c->qk_rope_head_dim);
+  return KEEL_OK;
+}
+
+void keel_kvcache_free(keel_kvcache *kc) {
+  free(kc->ckv), free(kc->kpe);
+  memset(kc, 0, sizeof *kc);
+}
+
+keel_status keel_runner_init(keel_runner *r, const keel_imodel *m, int cap, int max_pos) {
+  memset(r, 0, sizeof *r);
+  const keel_config *c = &m->c;
+  if (cap <= 0 || max_pos <= 0) return keel_fail(KEEL_ERR_ARG, "a runner needs rows and positions");
+  int d = c->hidden_size, H = c->num_attention_heads, dq = keel_config_dq(c), rkv = c->kv_lora_rank,
+      dr = c->qk_rope_head_dim, dn = c->qk_nope_head_dim, dv = c->v_head_dim, E = c->n_routed_experts,
+      K = c->num_experts_per_tok, Ie = c->moe_intermediate_size, S = c->n_shared_experts;
+  size_t n = (size_t)cap, g = (size_t)imax(imax(d, rkv + dr), imax(dn, dv));
+  size_t I = (size_t)imax(c->intermediate_size, S * Ie), nk = E ? n * K : 1;
+  r->m = m, r->cap = cap, r->max_pos = max_pos;
+  keel_rope_tables(c, max_pos, &r->rope_cos, &r->rope_sin);
+  r->x = fa(n * d), r->a = fa(n * d), r->rstd = fa(n), r->qa = fa(n * (c->q_lora_rank + 1)), r->qn = fa(n * (c->q_lora_rank + 1));
+  r->q = fa(n * H * dq), r->kva = fa(n * (rkv + dr)), r->lat = fa(n * rkv), r->qabs = fa(n * H * rkv);
+  r->qpe = fa(n * H * dr), r->olat = fa(n * H * rkv), r->o = fa(n * H * dv), r->g1 = fa(n * g), r->g2 = fa(n * g);
+  r->ln2 = fa(n * d), r->fg = fa(n * I), r->fu = fa(n * I), r->fh = fa(n * I), r->out = fa(n * d);
+  r->rl = fa(n * E), r->rs = fa(n * E), r->gw = fa(nk), r->ein = fa(nk * d), r->eo = fa(nk * d);
+  r->eg = fa(nk * Ie), r->eu = fa(nk * Ie), r->eh = fa(nk * Ie);
+  r->sel = keel_xcalloc(nk, sizeof *r->sel), r->slot = keel_xcalloc(nk, sizeof *r->slot);
+  r->offs = keel_xcalloc((size_t)E + 1, sizeof *r->offs);
+  r->logits = fa(n * c->vocab_size);
+  return KEEL_OK;
+}
+
+void keel_runner_free(keel_runner *r) {
+  float **f[] = {&r->rope_cos, &r->rope_sin, &r->x, &r->a, &r->rstd, &r->qa, &r->qn, &r->q, &r->kva, &r->lat, &r->qabs,
+                 &r->qpe, &r->olat, &r->o, &r->g1, &r->g2, &r->ln2, &r->fg, &r->fu, &r->fh, &r->rl, &r->rs,
+                 &r->gw, &r->ein, &r->eg, &r->eu, &r->eh, &r->eo, &r->out, &r->logits};
+  for (size_t i = 0; i < sizeof f / sizeof *f; i++) free(*f[i]);
+  free(r->sel), free(r->slot), free(r->offs);
+  memset(r, 0, sizeof *r);
+}
+
+static void add_rows(float *y, const float *x, size_t n) {
+  for (size_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+/* Feed-forward of layer l on r->ln2 (n rows) into r->out. */
+static void ffn(keel_runner *r, int l, int n) {
+  const keel_imodel *m = r->m;
+  const keel_config *c = &m->c;
+  const keel_backend *be = m->be;
+  const keel_ilayer *y = &m->layers[l];
+  int d = c->hidden_size;
+  if (!y->moe) {
+    int I = c->intermediate_size;
+    be->matmul_w(r->fg, r->ln2, y->w_gate, n);
+    be->matmul_w(r->fu, r->ln2, y->w_up, n);
+    be->swiglu(r->fh, r->fg, r->fu, n, I);
+    be->matmul_w(r->out, r->fh, y->w_down, n);
+    return;
+  }
+  int E = c->n_routed_experts, K = c->num_experts_per_tok, Ie = c->moe_intermediate_size;
+  be->matmul_w(r->rl, r->ln2, y->gate, n);
+  keel_moe_route(c, m->bias + (size_t)l * E, r->rl, r->rs, r->sel, r->gw, n);
+  /* rows sorted by expert: each expert's weights are read once for all its rows */
+  memset(r->offs, 0, (size_t)(E + 1) * sizeof *r->offs);
+  for (int a = 0; a < n * K; a++) r->offs[r->sel[a] + 1]++;
+  for (int e = 0; e < E; e++) r->offs[e + 1] += r->offs[e];
+  int fill[E];
+  memcpy(fill, r->offs, (size_t)E * sizeof *fill);
+  for (int a = 0; a < n * K; a++) {
+    int row = fill[r->sel[a]]++;
+    r->slot[a] = row;
+    memcpy(r->ein + (size_t)row * d, r->ln2 + (size_t)(a / K) * d, (size_t)d * sizeof(float));
+  }
+  for (int e = 0; e < E; e++) {
+    int r0 = r->offs[e], cnt = r->offs[e + 1] - r0;
+    if (!cnt) continue;
+    be->matmul_w(r->eg + (size_t)r0 * Ie, r->ein + (size_t)r0 * d, &y->e_gate[e], cnt);
+    be->matmul_w(r->eu + (size_t)r0 * Ie, r->ein + (size_t)r0 * d, &y->e_up[e], cnt);
+    be->swiglu(r->eh + (size_t)r0 * Ie, r->eg + (size_t)r0 * Ie, r->eu + (size_t)r0 * Ie, cnt, Ie);
+    be->matmul_w(r->eo + (size_t)r0 * d, r->eh + (size_t)r0 * Ie, &y->e_down[e], cnt);
+  }
+  for (int i = 0; i < n; i++) {
+    float *o = r->out + (size_t)i * d;
+    memset(o, 0, (size_t)d * sizeof *o);
+    for (int k = 0; k < K; k++) {
+      const float *eo = r->eo + (size_t)r->slot[i * K + k] * d;
+      float gk = r->gw[i * K + k];
+      for (int j = 0; j < d; j++) o[j] += gk * eo[j];
+    }
+  }
+  if (y->s_gate) {
+    int I = c->n_shared_experts * Ie;
+    be->matmul_w(r->fg, r->ln2, y->s_gate, n);
+    be->matmul_w(r->fu, r->ln2, y->s_up, n);
+    be->swiglu(r->fh, r->fg, r->fu, n, I);
+    be->matmul_w(r->g2, r->fh, y->s_down, n);
+    add_rows(r->out, r->g2, (size_t)n * d);
+  }
+}
+
+keel_status keel_runner_forward(keel_runner *r, int n, const int32_t *tok, keel_kvcache *const *cache,
+                                const int *pos, const unsigned char *want) {
+  const keel_imodel *m = r->m;
+  const keel_config *c = &m->c;
+  const keel_backend *be = m->be;
+  if (n <= 0 || n > r->cap) return keel_fail(KEEL_ERR_ARG, "%d rows for a runner of %d", n, r->cap);
+  for (int i = 0; i < n; i++) {
+    if (tok[i] < 0 || tok[i] >= c->vocab_size)
+      return keel_fail(KEEL_ERR_ARG, "token %d is outside the vocabulary", tok[i]);
+    if (pos[i] < 0 || pos[i] >= cache[i]->max_len || pos[i] >= r->max_pos)
+      return keel_fail(KEEL_ERR_ARG, "context of %d tokens is full", cache[i]->max_len);
+  }
+  int L = c->num_hidden_layers, d = c->hidden_size, H = c->num_attention_heads, dn = c->qk_nope_head_dim,
+      dr = c->qk_rope_head_dim, dv = c->v_head_dim, dq = dn + dr, rq = c->q_lora_rank, rkv = c->kv_lora_rank;
+  float eps = c->rms_norm_eps, *rstd = r->rstd;
+  for (int i = 0; i < n; i++) keel_wmat_row(r->x + (size_t)i * d, m->embed, tok[i], 0, d);
+  for (int l = 0; l < L; l++) {
+    const keel_ilayer *y = &m->layers[l];
+    be->rmsnorm(r->a, rstd, r->x, y->ln1, n, d, eps);
+    if (rq) {
+      be->matmul_w(r->qa, r->a, y->wq_a, n);
+      be->rmsnorm(r->qn, rstd, r->qa, y->q_norm, n, rq, eps);
+      be->matmul_w(r->q, r->qn, y->wq_b, n);
+    } else {
+      be->matmul_w(r->q, r->a, y->wq, n);
+    }
+    be->rope(r->q + dn, pos, r->rope_cos, r->rope_sin, n, H, H * dq, dq, dr, 0);
+    be->matmul_w(r->kva, r->a, y->wkv_a, n);
+    be->rope(r->kva + rkv, pos, r->rope_cos, r->rope_sin, n, 1, rkv + dr, 0, dr, 0);
+    for (int i = 0; i < n; i++) memcpy(r->g1 + (size_t)i * rkv, r->kva + (size_t)i * (rkv + dr), (size_t)rkv * 4);
+    be->rmsnorm(r->lat, rstd, r->g1, y->kv_norm, n, rkv, eps);
+    for (int i = 0; i < n; i++) { /* into each row's cache at its position */
+      keel_kvcache *kc = cache[i];
+      memcpy(kc->ckv + ((size_t)l * kc->max_len + pos[i]) * rkv, r->lat + (size_t)i * rkv, (size_t)rkv * 4);
+      memcpy(kc->kpe + ((size_t)l * kc->max_len + pos[i]) * dr, r->kva + (size_t)i * (rkv + dr) + rkv, (size_t)dr * 4);
+    }
+    /* absorb W_UK into each head's query (one GEMM per head over the rows) */
+    for (int h = 0; h < H; h++) {
+      for (int i = 0; i < n; i++) {
+        memcpy(r->g1 + (size_t)i * dn, r->q + (size_t)i * H * dq + (size_t)h * dq, (size_t)dn * 4);
+        memcpy(r->qpe + ((size_t)i * H + h) * dr, r->q + (size_t)i * H * dq + (size_t)h * dq + dn, (size_t)dr * 4);
+      }
+      be->matmul(r->g2, r->g1, y->uk_t + (size_t)h * rkv * dn, n, dn, rkv, 0);
+      for (int i = 0; i < n; i++)
+        memcpy(r->qabs + ((size_t)i * H + h) * rkv, r->g2 + (size_t)i * rkv, (size_t)rkv * 4);
+    }
+    for (int i = 0; i < n; i++) {
+      keel_kvcache *kc = cache[i];
+      be->attention_latent(r->olat + (size_t)i * H * rkv, r->qabs + (size_t)i * H * rkv, r->qpe + (size_t)i * H * dr,
+                           kc->ckv + (size_t)l * kc->max_len * rkv, kc->kpe + (size_t)l * kc->max_len * dr,
+                           pos[i] + 1, H, rkv, dr, m->softmax_scale);
+    }
+    /* absorb W_UV after attention, then the output projection */
+    for (int h = 0; h < H; h++) {
+      for (int i = 0; i < n; i++)
+        memcpy(r->g1 + (size_t)i * rkv, r->olat + ((size_t)i * H + h) * rkv, (size_t)rkv * 4);
+      be->matmul(r->g2, r->g1, y->uv + (size_t)h * dv * rkv, n, rkv, dv, 0);
+      for (int i = 0; i < n; i++)
+        memcpy(r->o + (size_t)i * H * dv + (size_t)h * dv, r->g2 + (size_t)i * dv, (size_t)dv * 4);
+    }
+    be->matmul_w(r->g2, r->o, y->wo, n);
+    add_rows(r->x, r->g2, (size_t)n * d);
+    be->rmsnorm(r->ln2, rstd, r->x, y->ln2, n, d, eps);
+    ffn(r, l, n);
+    add_rows(r->x, r->out, (size_t)n * d);
+  }
+  int nw = 0;
+  for (int i = 0; i < n; i++) {
+    if (pos[i] + 1 > cache[i]->len) cache[i]->len = pos[i] + 1;
+    if (!want || want[i]) memcpy(r->g1 + (size_t)nw++ * d, r->x + (size_t)i * d, (size_t)d * 4);
+  }
+  if (nw) {
+    be->rmsnorm(r->a, rstd, r->g1, m->norm, nw, d, eps);
+    be->matmul_w(r->logits, r->a, m->head, nw);
+  }
+  return KEEL_OK;
+}
+
+enum { SESSION_ROWS = 64 };
+
+keel_status keel_session_init(keel_session *s, const keel_imodel *m, int max_len) {
+  memset(s, 0, sizeof *s);
+  keel_status st = keel_kvcache_init(&s->cache, &m->c, max_len);
+  if (!st) st = keel_runner_init(&s->r, m, max_len < SESSION_ROWS ? max_len : SESSION_ROWS, max_len);
+  if (st) {
+    keel_session_free(s);
+    return st;
+  }
   s->max_len = max_len;
-  s->ckv = fa((size_t)L * max_len * rkv);
-  s->kpe = fa((size_t)L * max_len * dr);
-  s->x = fa((size_t)d), s->a = fa((size_t)d), s->qa = fa((size_t)c->q_lora_rank + 1), s->qn = fa((size_t)c->q_lora_rank + 1);
-  s->q = fa((size_t)H * dq), s->kva = fa((size_t)rkv + dr), s->qabs = fa((size_t)H * rkv), s->olat = fa((size_t)H * rkv);
-  s->o = fa((size_t)H * c->v_head_dim), s->qpe = fa((size_t)H * dr), s->tmp = fa((size_t)d + rkv);
-  s->logits = fa((size_t)c->vocab_size);
+  s->logits = s->r.logits;
   return KEEL_OK;
 }
 
 void keel_session_free(keel_session *s) {
-  float **f[] = {&s->ckv, &s->kpe, &s->x, &s->a, &s->qa, &s->qn, &s->q, &s->kva, &s->qabs, &s->qpe, &s->olat, &s->o,
-                 &s->tmp, &s->logits};
-  for (size_t i = 0; i < sizeof f / sizeof *f; i++) free(*f[i]);
+  keel_runner_free(&s->r);
+  keel_kvcache_free(&s->cache);
   memset(s, 0, sizeof *s);
 }
 
-void keel_session_reset(keel_session *s) { s->len = 0; }
+void keel_session_reset(keel_session *s) { s->len = s->cache.len = 0; }
 
-keel_status keel_session_step(keel_session *s, int32_t token) {
-  keel_model *m = s->m;
-  const keel_config *c = &m->c;
-  const keel_backend *be = m->be;
-  if (s->len >= s->max_len) return keel_fail(KEEL_ERR_ARG, "context of %d tokens is full", s->max_len);
-  if (token < 0 || token >= c->vocab_size) return keel_fail(KEEL_ERR_ARG, "token %d is outside the vocabulary", token);
-  int L = c->num_hidden_layers, d = c->hidden_size, H = c->num_attention_heads, dn = c->qk_nope_head_dim,
-      dr = c->qk_rope_head_dim, dv = c->v_head_dim, dq = dn + dr, rq = c->q_lora_rank, rkv = c->kv_lora_rank;
-  int p = s->len;
-  float eps = c->rms_norm_eps, rstd;
-  memcpy(s->x, m->w.embed + (size_t)token * d, (size_t)d * sizeof(float));
-  for (int l = 0; l < L; l++) {
-    const keel_layer_w *w = &m->w.layers[l];
-    float *ckv = s->ckv + (size_t)l * s->max_len * rkv, *kpe = s->kpe + (size_t)l * s->max_len * dr;
-    be->rmsnorm(s->a, &rstd, s->x, w->ln1, 1, d, eps);
-    if (rq) {
-      be->matmul(s->qa, s->a, w->wq_a, 1, d, rq, 0);
-      be->rmsnorm(s->qn, &rstd, s->qa, w->q_norm, 1, rq, eps);
-      be->matmul(s->q, s->qn, w->wq_b, 1, rq, H * dq, 0);
-    } else {
-      be->matmul(s->q, s->a, w->wq, 1, d, H * dq, 0);
-    }
-    be->rope(s->q + dn, &p, m->rope_cos, m->rope_sin, 1, H, H * dq, dq, dr, 0);
-    be->matmul(s->kva, s->a, w->wkv_a, 1, d, rkv + dr, 0);
-    be->rmsnorm(ckv + (size_t)p * rkv, &rstd, s->kva, w->kv_norm, 1, rkv, eps);
-    memcpy(kpe + (size_t)p * dr, s->kva + rkv, (size_t)dr * sizeof(float));
-    be->rope(kpe + (size_t)p * dr, &p, m->rope_cos, m->rope_sin, 1, 1, dr, 0, dr, 0);
-    /* absorb W_UK into each head's query, attend over the latent cache, absorb W_UV after */
-    memset(s->qabs, 0, (size_t)H * rkv * sizeof(float));
-    for (int h = 0; h < H; h++) {
-      const float *wh = w->wkv_b + (size_t)h * (dn + dv) * rkv; /* W_UK rows, then W_UV rows */
-      be->matmul_backward(s->qabs + (size_t)h * rkv, NULL, s->q + (size_t)h * dq, NULL, wh, 1, rkv, dn);
-      memcpy(s->qpe + (size_t)h * dr, s->q + (size_t)h * dq + dn, (size_t)dr * sizeof(float));
-    }
-    be->attention_latent(s->olat, s->qabs, s->qpe, ckv, kpe, p + 1, H, rkv, dr, m->softmax_scale);
-    for (int h = 0; h < H; h++)
-      be->matmul(s->o + (size_t)h * dv, s->olat + (size_t)h * rkv, w->wkv_b + ((size_t)h * (dn + dv) + dn) * rkv, 1, rkv,
-                 dv, 0);
-    be->matmul(s->tmp, s->o, w->wo, 1, H * dv, d, 0);
-    for (int i = 0; i < d; i++) s->x[i] += s->tmp[i];
-    /* feed-forward through the model's one-row scratch */
-    keel_layer_acts *A = &m->acts[l];
-    be->rmsnorm(A->ln2, A->ln2_rstd, s->x, w->ln2, 1, d, eps);
-    keel_ffn_forward(m, l, A, 1, 1, 0);
-    for (int i = 0; i < d; i++) s->x[i] += A->out[i];
+keel_status keel_session_feed(keel_session *s, const int32_t *tokens, int n) {
+  if (s->len + n > s->max_len) return keel_fail(KEEL_ERR_ARG, "context of %d tokens is full", s->max_len);
+  int pos[SESSION_ROWS];
+  keel_kvcache *caches[SESSION_ROWS];
+  unsigned char want[SESSION_ROWS];
+  for (int done = 0; done < n;) {
+    int k = n - done < s->r.cap ? n - done : s->r.cap;
+    for (int i = 0; i < k; i++) pos[i] = s->len + i, caches[i] = &s->cache, want[i] = done + i == n - 1;
+    keel_status st = keel_runner_forward(&s->r, k, tokens + done, caches, pos, want);
+    if (st) return st;
+    s->len += k, done += k;
   }
-  be->rmsnorm(s->a, &rstd, s->x, m->w.norm, 1, d, eps);
-  be->matmul(s->logits, s->a, m->w.head, 1, d, c->vocab_size, 0);
-  s->len++;
   return KEEL_OK;
 }
+
+keel_status keel_session_step(keel_session *s, int32_t token) { return keel_session_feed(s, &token, 1); }

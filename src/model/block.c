@@ -100,15 +100,14 @@ static void swiglu_ffn_backward(keel_model *m, float *du, const float *dy, const
   m->be->matmul_backward(du, gwu, dfu, u, wu, N, d, I);
 }
 
-/* Router: scores, (group-limited) top-K selection with the balancing bias, weights. */
-static void route(keel_model *m, int layer, keel_layer_acts *A, int N) {
-  const keel_config *c = &m->c;
+void keel_moe_route(const keel_config *c, const float *layer_bias, const float *logits, float *scores, int *sels,
+                    float *gws, int N) {
   int E = c->n_routed_experts, K = c->num_experts_per_tok, G = c->n_group, TG = c->topk_group, per = E / G;
-  const float *bias = c->topk_method == KEEL_TOPK_NOAUX_TC ? m->bias + (size_t)layer * E : NULL;
+  const float *bias = c->topk_method == KEEL_TOPK_NOAUX_TC ? layer_bias : NULL;
   float sel_score[E], gscore[G];
   for (int n = 0; n < N; n++) {
-    const float *l = A->logits + (size_t)n * E;
-    float *s = A->scores + (size_t)n * E;
+    const float *l = logits + (size_t)n * E;
+    float *s = scores + (size_t)n * E;
     if (c->scoring_func == KEEL_SCORE_SIGMOID) {
       for (int e = 0; e < E; e++) s[e] = 1.0f / (1.0f + expf(-l[e]));
     } else {
@@ -136,7 +135,7 @@ static void route(keel_model *m, int layer, keel_layer_acts *A, int N) {
         gscore[worst] = INFINITY; /* marks dropped */
       }
     }
-    int *sel = A->sel + (size_t)n * K;
+    int *sel = sels + (size_t)n * K;
     for (int k = 0; k < K; k++) { /* top-K, ties to the lower index */
       int best = -1;
       for (int e = 0; e < E; e++) {
@@ -146,7 +145,7 @@ static void route(keel_model *m, int layer, keel_layer_acts *A, int N) {
       }
       sel[k] = best;
     }
-    float *gw = A->gw + (size_t)n * K, sum = 0;
+    float *gw = gws + (size_t)n * K, sum = 0;
     for (int k = 0; k < K; k++) sum += gw[k] = s[sel[k]];
     int norm = c->norm_topk_prob && K > 1;
     for (int k = 0; k < K; k++) gw[k] = (norm ? gw[k] / (sum + 1e-20f) : gw[k]) * c->routed_scaling_factor;
@@ -160,7 +159,7 @@ static void moe_forward(keel_model *m, int layer, const keel_layer_w *w, keel_la
   int N = B * T, d = c->hidden_size, E = c->n_routed_experts, K = c->num_experts_per_tok,
       Ie = c->moe_intermediate_size, S = c->n_shared_experts;
   be->matmul(A->logits, A->ln2, w->gate, N, d, E, 0);
-  route(m, layer, A, N);
+  keel_moe_route(c, m->bias + (size_t)layer * E, A->logits, A->scores, A->sel, A->gw, N);
   /* sort assignments by expert (stable), gather inputs */
   int *offs = A->offs;
   memset(offs, 0, (size_t)(E + 1) * sizeof *offs);

@@ -58,20 +58,24 @@ void keel_model_free(keel_model *m) {
   memset(m, 0, sizeof *m);
 }
 
-void keel_model_rope_tables(keel_model *m, int len) {
-  if (len <= m->rope_len) return;
-  int half = m->c.qk_rope_head_dim / 2;
-  double freqs[half];
-  keel_config_rope_freqs(&m->c, freqs);
-  free(m->rope_cos), free(m->rope_sin);
-  m->rope_cos = ALLOC((size_t)len * half);
-  m->rope_sin = ALLOC((size_t)len * half);
+void keel_rope_tables(const keel_config *c, int len, float **cos_t, float **sin_t) {
+  int half = c->qk_rope_head_dim / 2;
+  double freqs[half > 0 ? half : 1];
+  keel_config_rope_freqs(c, freqs);
+  float *ct = ALLOC((size_t)len * half), *st = ALLOC((size_t)len * half);
   for (int p = 0; p < len; p++)
     for (int j = 0; j < half; j++) {
       double a = (double)p * freqs[j];
-      m->rope_cos[(size_t)p * half + j] = (float)cos(a);
-      m->rope_sin[(size_t)p * half + j] = (float)sin(a);
+      ct[(size_t)p * half + j] = (float)cos(a);
+      st[(size_t)p * half + j] = (float)sin(a);
     }
+  *cos_t = ct, *sin_t = st;
+}
+
+void keel_model_rope_tables(keel_model *m, int len) {
+  if (len <= m->rope_len) return;
+  free(m->rope_cos), free(m->rope_sin);
+  keel_rope_tables(&m->c, len, &m->rope_cos, &m->rope_sin);
   m->rope_len = len;
 }
 

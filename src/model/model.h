@@ -86,6 +86,13 @@ void keel_model_backward(keel_model *m, const int32_t *tokens, int B, int T);
 /* b_i += gamma * sign(mean load - load_i) for every MoE layer, from m->load. */
 void keel_model_update_bias(keel_model *m, float gamma);
 
+/* Router of an MoE layer (block.c): scores from logits (N, E), (group-limited)
+ * top-K with the layer's balancing bias (noaux_tc), gate weights (N, K). */
+void keel_moe_route(const keel_config *c, const float *layer_bias, const float *logits, float *scores, int *sel,
+                    float *gw, int N);
+/* RoPE cos/sin tables (len, dr/2) for c, newly allocated. */
+void keel_rope_tables(const keel_config *c, int len, float **cos_t, float **sin_t);
+
 /* Decoder block pieces (block.c), shared with inference. */
 void keel_block_forward(keel_model *m, int layer, keel_layer_acts *A, const float *x, int B, int T, int train);
 /* The feed-forward half alone: reads A->ln2, writes A->out (no residual). */

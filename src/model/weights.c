@@ -8,11 +8,31 @@
 #include "../io/file.h"
 #include "../io/json.h"
 #include "../io/safetensors.h"
+#include "../backend/backend.h"
 
-/* Converts one stored tensor to fp32, applying FP8 block scales when given. */
-static keel_status to_f32(float *dst, const keel_st_tensor *t, const keel_st_tensor *scale, const char *file) {
+keel_status keel_tensor_scale(float **out, const keel_st_tensor *t, const keel_st_tensor *scale, const char *file) {
+  *out = NULL;
+  if (t->dtype != KEEL_DTYPE_I8 && t->dtype != KEEL_DTYPE_F8_E4M3) return KEEL_OK;
+  const char *kind = t->dtype == KEEL_DTYPE_I8 ? "I8" : "F8_E4M3";
+  if (!scale || t->ndim != 2)
+    return keel_fail(KEEL_ERR_FORMAT, "%s: %s: %s weight without a 2-D weight and its scale tensor", file, t->name, kind);
+  int64_t R = t->shape[0], C = t->shape[1], want[2] = {R, 1};
+  if (t->dtype == KEEL_DTYPE_F8_E4M3) want[0] = (R + 127) / 128, want[1] = (C + 127) / 128;
+  int ok = scale->dtype == KEEL_DTYPE_F32 && keel_st_numel(scale) == want[0] * want[1] && scale->shape[0] == want[0];
+  if (!ok)
+    return keel_fail(KEEL_ERR_FORMAT, "%s: %s: expected an F32 [%lld, %lld] scale", file, scale->name,
+                     (long long)want[0], (long long)want[1]);
+  *out = keel_xmalloc((size_t)want[0] * want[1] * sizeof **out);
+  memcpy(*out, scale->data, (size_t)want[0] * want[1] * sizeof **out); /* the mapping may be unaligned */
+  return KEEL_OK;
+}
+
+keel_status keel_tensor_to_f32(float *dst, const keel_st_tensor *t, const keel_st_tensor *scale, const char *file) {
   size_t n = (size_t)keel_st_numel(t);
   const uint8_t *p = t->data;
+  float *sc;
+  keel_status st = keel_tensor_scale(&sc, t, scale, file);
+  if (st) return st;
   switch (t->dtype) {
     case KEEL_DTYPE_F32: memcpy(dst, p, n * 4); break;
     case KEEL_DTYPE_BF16:
@@ -21,36 +41,32 @@ static keel_status to_f32(float *dst, const keel_st_tensor *t, const keel_st_ten
     case KEEL_DTYPE_F16:
       for (size_t i = 0; i < n; i++) dst[i] = keel_f16_to_f32((unsigned short)(p[2 * i] | p[2 * i + 1] << 8));
       break;
+    case KEEL_DTYPE_I8:
     case KEEL_DTYPE_F8_E4M3: {
-      if (!scale || t->ndim != 2)
-        return keel_fail(KEEL_ERR_FORMAT, "%s: %s: F8_E4M3 weight without a 2-D weight_scale_inv", file, t->name);
-      int64_t R = t->shape[0], C = t->shape[1], br = (R + 127) / 128, bc = (C + 127) / 128;
-      if (scale->ndim != 2 || scale->shape[0] != br || scale->shape[1] != bc || scale->dtype != KEEL_DTYPE_F32)
-        return keel_fail(KEEL_ERR_FORMAT, "%s: %s_scale_inv: expected F32 [%lld, %lld]", file, t->name, (long long)br,
-                         (long long)bc);
-      const float *s = scale->data;
-      float sv;
-      for (int64_t r = 0; r < R; r++)
-        for (int64_t c = 0; c < C; c++) {
-          memcpy(&sv, (const uint8_t *)s + 4 * ((r / 128) * bc + c / 128), 4);
-          dst[r * C + c] = keel_f8e4m3_to_f32(p[r * C + c]) * sv;
-        }
+      keel_wmat w = {t->dtype == KEEL_DTYPE_I8 ? KEEL_W_INT8 : KEEL_W_FP8, (int)t->shape[0], (int)t->shape[1], p, sc};
+      for (int64_t r = 0; r < w.M; r++) keel_wmat_row(dst + r * w.K, &w, r, 0, w.K);
       break;
     }
     default:
-      return keel_fail(KEEL_ERR_FORMAT, "%s: %s: dtype %s is not a float type keel loads", file, t->name,
-                       keel_dtype_name(t->dtype));
+      st = keel_fail(KEEL_ERR_FORMAT, "%s: %s: dtype %s is not a float type keel loads", file, t->name,
+                     keel_dtype_name(t->dtype));
   }
-  return KEEL_OK;
+  free(sc);
+  return st;
 }
 
-typedef struct shard_set {
-  char **files;
-  keel_st_file *st;
-  int n;
-} shard_set;
+/* The scale tensor that goes with a weight: NAME_scale_inv (fp8) or NAME_scale (int8). */
+const keel_st_tensor *keel_shards_scale(const keel_shards *s, const char *name) {
+  char sname[160];
+  int f;
+  snprintf(sname, sizeof sname, "%s_scale_inv", name);
+  const keel_st_tensor *t = keel_shards_find(s, sname, &f);
+  if (t) return t;
+  snprintf(sname, sizeof sname, "%s_scale", name);
+  return keel_shards_find(s, sname, &f);
+}
 
-static keel_status open_shards(shard_set *s, const char *dir) {
+keel_status keel_shards_open(keel_shards *s, const char *dir) {
   memset(s, 0, sizeof *s);
   char *single = keel_path_join(dir, "model.safetensors"), *index = keel_path_join(dir, "model.safetensors.index.json");
   keel_status st = KEEL_OK;
@@ -93,7 +109,7 @@ done:
   return st;
 }
 
-static void close_shards(shard_set *s) {
+void keel_shards_close(keel_shards *s) {
   for (int i = 0; i < s->n; i++) {
     if (s->st) keel_st_close(&s->st[i]);
     free(s->files[i]);
@@ -102,7 +118,7 @@ static void close_shards(shard_set *s) {
   free(s->files);
 }
 
-static const keel_st_tensor *find(const shard_set *s, const char *name, int *file) {
+const keel_st_tensor *keel_shards_find(const keel_shards *s, const char *name, int *file) {
   for (int i = 0; i < s->n; i++) {
     const keel_st_tensor *t = keel_st_find(&s->st[i], name);
     if (t) {
@@ -114,16 +130,16 @@ static const keel_st_tensor *find(const shard_set *s, const char *name, int *fil
 }
 
 keel_status keel_model_load_weights(keel_model *m, const char *dir) {
-  shard_set s;
-  keel_status st = open_shards(&s, dir);
+  keel_shards s;
+  keel_status st = keel_shards_open(&s, dir);
   if (st) {
-    close_shards(&s);
+    keel_shards_close(&s);
     return st;
   }
   for (int i = 0; i < m->tab.n && !st; i++) {
     const keel_param_info *p = &m->tab.t[i];
     int f;
-    const keel_st_tensor *t = find(&s, p->name, &f);
+    const keel_st_tensor *t = keel_shards_find(&s, p->name, &f);
     if (!t) {
       st = keel_fail(KEEL_ERR_FORMAT, "%s: tensor %s is missing", dir, p->name);
       break;
@@ -134,11 +150,7 @@ keel_status keel_model_load_weights(keel_model *m, const char *dir) {
       st = keel_fail(KEEL_ERR_FORMAT, "%s: %s: shape does not match config.json", s.files[f], p->name);
       break;
     }
-    char sname[128];
-    snprintf(sname, sizeof sname, "%s_scale_inv", p->name);
-    int sf;
-    const keel_st_tensor *scale = find(&s, sname, &sf);
-    st = to_f32(m->params + p->offset, t, scale, s.files[f]);
+    st = keel_tensor_to_f32(m->params + p->offset, t, keel_shards_scale(&s, p->name), s.files[f]);
   }
   /* balancing biases (noaux_tc), F32 [E]; absent means zero */
   int LD = m->c.num_hidden_layers + m->c.num_nextn_predict_layers, E = m->c.n_routed_experts;
@@ -147,14 +159,14 @@ keel_status keel_model_load_weights(keel_model *m, const char *dir) {
     char name[96];
     snprintf(name, sizeof name, "model.layers.%d.mlp.gate.e_score_correction_bias", l);
     int f;
-    const keel_st_tensor *t = find(&s, name, &f);
+    const keel_st_tensor *t = keel_shards_find(&s, name, &f);
     if (!t) continue;
     if (t->ndim != 1 || t->shape[0] != E)
       st = keel_fail(KEEL_ERR_FORMAT, "%s: %s: expected [%d]", s.files[f], name, E);
     else
-      st = to_f32(m->bias + (size_t)l * E, t, NULL, s.files[f]);
+      st = keel_tensor_to_f32(m->bias + (size_t)l * E, t, NULL, s.files[f]);
   }
-  close_shards(&s);
+  keel_shards_close(&s);
   return st;
 }
 
