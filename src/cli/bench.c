@@ -5,9 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/resource.h>
+
 #include "../backend/backend.h"
 #include "../core/cpu.h"
 #include "../core/rng.h"
+#include "../infer/session.h"
 #include "cli.h"
 
 static double best_of(int reps, void (*fn)(void *), void *ctx) {
@@ -45,15 +48,91 @@ static void run_triad(void *p) {
   for (long i = 0; i < t->n; i++) t->a[i] = t->b[i] + 1.5f * t->c[i];
 }
 
+static double peak_rss_mb(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss / 1024.0;
+}
+
+/* Bytes a decode step reads: every matrix but the embedding (one row), routed
+ * experts at top-K of E, and the f32 absorbed-MLA matrices. */
+static double decode_bytes(const keel_imodel *im) {
+  const keel_config *c = &im->c;
+  double b = 0;
+  for (int i = 0; i < im->tab.n; i++) {
+    const keel_wmat *w = &im->wm[i];
+    if (!w->data || w == im->embed) continue;
+    double x = (double)w->M * w->K * keel_wtype_size(w->type);
+    if (strstr(im->tab.t[i].name, "mlp.experts.")) x *= (double)c->num_experts_per_tok / c->n_routed_experts;
+    b += x;
+  }
+  b += 4.0 * c->num_hidden_layers * c->num_attention_heads * c->kv_lora_rank * (c->qk_nope_head_dim + c->v_head_dim);
+  return b;
+}
+
+/* Prefill and decode of a randomly initialised model of a config, for each weight type. */
+static keel_status bench_infer(const char *cfg_path, int prompt, int gen, double peak, double bw) {
+  keel_config c;
+  keel_status st = keel_config_load(&c, cfg_path);
+  if (st) return st;
+  keel_model m;
+  keel_model_init(&m, &c, keel_backend_cpu());
+  keel_params_init(m.params, &m.tab, 1, 0.02f);
+  size_t total, active;
+  keel_params_count(&c, &m.tab, &total, &active);
+  keel_rng r;
+  keel_rng_init(&r, 7);
+  int32_t *tok = keel_xmalloc((size_t)(prompt + gen) * sizeof *tok);
+  for (int i = 0; i < prompt + gen; i++) tok[i] = (int32_t)keel_rng_below(&r, (uint64_t)c.vocab_size);
+  printf("\n%s: %.0fM parameters (%.0fM active), prompt %d tokens, %d decoded\n", cfg_path, total / 1e6, active / 1e6,
+         prompt, gen);
+  printf("%-6s %9s %9s %10s %9s %10s %10s %7s\n", "dtype", "weights", "prefill", "prefill", "decode", "read/token",
+         "bound", "of bound");
+  printf("%-6s %9s %9s %10s %9s %10s %10s %7s\n", "", "MB", "tokens/s", "% of peak", "tokens/s", "MB", "tokens/s", "");
+  for (int t = KEEL_W_F32; t <= KEEL_W_FP8 && !st; t++) {
+    keel_imodel im;
+    keel_imodel_from_model(&im, &m, (keel_wtype)t);
+    keel_session s;
+    if ((st = keel_session_init(&s, &im, prompt + gen))) break;
+    double t0 = keel_now();
+    st = keel_session_feed(&s, tok, prompt);
+    double tp = keel_now() - t0;
+    t0 = keel_now();
+    for (int i = 0; i < gen && !st; i++) st = keel_session_step(&s, tok[prompt + i]);
+    double tg = keel_now() - t0, bytes = decode_bytes(&im);
+    double flops = 2.0 * (double)active * prompt; /* matrices; attention is small at this length */
+    printf("%-6s %9.0f %9.1f %9.0f%% %9.2f %10.0f %10.2f %6.0f%%\n", keel_wtype_name((keel_wtype)t),
+           im.weight_bytes / 1e6, prompt / tp, 100 * flops / tp / peak, gen / tg, bytes / 1e6, bw / bytes,
+           100 * (gen / tg) / (bw / bytes));
+    keel_session_free(&s);
+    keel_imodel_free(&im);
+  }
+  printf("peak RSS %.0f MB\n", peak_rss_mb());
+  free(tok);
+  keel_model_free(&m);
+  return st;
+}
+
 int keel_cmd_bench(int argc, char **argv) {
-  static const struct option opts[] = {{"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-  int c, threads = 0;
+  static const struct option opts[] = {{"threads", required_argument, 0, 't'}, {"infer", required_argument, 0, 'i'},
+                                       {"prompt", required_argument, 0, 'p'}, {"gen", required_argument, 0, 'g'},
+                                       {"no-gemm", no_argument, 0, 'G'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+  int c, threads = 0, prompt = 256, gen = 32, gemm = 1;
+  const char *infer = NULL;
   optind = 1;
   while ((c = getopt_long(argc, argv, "t:h", opts, NULL)) != -1) {
     if (c == 't') threads = atoi(optarg);
+    else if (c == 'i') infer = optarg;
+    else if (c == 'p') prompt = atoi(optarg);
+    else if (c == 'g') gen = atoi(optarg);
+    else if (c == 'G') gemm = 0;
     else if (c == 'h') {
-      printf("usage: keel bench [-t THREADS]\n\nGEMM GFLOP/s (forward, dx, dw) on training shapes against the FMA peak\n"
-             "and memory bandwidth (triad), all measured in this run.\n");
+      printf("usage: keel bench [-t THREADS] [--infer CONFIG.json [--prompt N (256)] [--gen N (32)]] [--no-gemm]\n\n"
+             "GEMM GFLOP/s (forward, dx, dw) on training shapes against the FMA peak and memory bandwidth\n"
+             "(triad), all measured in this run. With --infer, a randomly initialised model of the config\n"
+             "is run for each weight type (f32, bf16, int8, fp8): prefill tokens/s and share of the FMA\n"
+             "peak, decode tokens/s against the bound bandwidth / bytes of weights read per token, and\n"
+             "the peak RSS.\n");
       return 0;
     } else
       return keel_cli_usage_error("bench", "bad option");
@@ -72,10 +151,11 @@ int keel_cmd_bench(int argc, char **argv) {
          peak / 1e9, bw / 1e9);
   static const int shapes[][3] = {{1024, 128, 384}, {1024, 384, 128}, {1024, 768, 2048}, {1024, 2048, 768},
                                   {1024, 768, 32000}, {256, 512, 352}};
-  printf("%-22s %10s %10s %10s   %s\n", "GEMM N x K x M", "forward", "dx", "dw", "(GFLOP/s, share of peak)");
+  if (infer && (prompt < 1 || gen < 1)) return keel_cli_usage_error("bench", "--prompt and --gen must be >= 1");
+  for (int s = 0; gemm && s < 1; s++) printf("%-22s %10s %10s %10s   %s\n", "GEMM N x K x M", "forward", "dx", "dw", "(GFLOP/s, share of peak)");
   keel_rng r;
   keel_rng_init(&r, 1);
-  for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+  for (size_t s = 0; gemm && s < sizeof shapes / sizeof *shapes; s++) {
     gemm_case g = {keel_backend_cpu(), shapes[s][0], shapes[s][1], shapes[s][2], 0, NULL, NULL, NULL, NULL, NULL};
     size_t nx = (size_t)g.N * g.K, nw = (size_t)g.M * g.K, no = (size_t)g.N * g.M;
     g.x = malloc(nx * 4), g.w = malloc(nw * 4), g.o = malloc(no * 4), g.dx = calloc(nx, 4), g.dw = calloc(nw, 4);
@@ -88,6 +168,10 @@ int keel_cmd_bench(int argc, char **argv) {
     printf("%-22s %6.0f %2.0f%% %6.0f %2.0f%% %6.0f %2.0f%%\n", name, gf[0] / 1e9, 100 * gf[0] / peak, gf[1] / 1e9,
            100 * gf[1] / peak, gf[2] / 1e9, 100 * gf[2] / peak);
     free(g.x), free(g.w), free(g.o), free(g.dx), free(g.dw);
+  }
+  if (infer) {
+    keel_status st = bench_infer(infer, prompt, gen, peak, bw);
+    if (st) return keel_cli_error("bench", st);
   }
   return 0;
 }

@@ -40,6 +40,7 @@ keel_status keel_runner_init(keel_runner *r, const keel_imodel *m, int cap, int 
   r->x = fa(n * d), r->a = fa(n * d), r->rstd = fa(n), r->qa = fa(n * (c->q_lora_rank + 1)), r->qn = fa(n * (c->q_lora_rank + 1));
   r->q = fa(n * H * dq), r->kva = fa(n * (rkv + dr)), r->lat = fa(n * rkv), r->qabs = fa(n * H * rkv);
   r->qpe = fa(n * H * dr), r->olat = fa(n * H * rkv), r->o = fa(n * H * dv), r->g1 = fa(n * g), r->g2 = fa(n * g);
+  r->hs1 = fa(n * H * imax(imax(rkv, dn), dv)), r->hs2 = fa(n * H * imax(imax(rkv, dn), dv));
   r->ln2 = fa(n * d), r->fg = fa(n * I), r->fu = fa(n * I), r->fh = fa(n * I), r->out = fa(n * d);
   r->rl = fa(n * E), r->rs = fa(n * E), r->gw = fa(nk), r->ein = fa(nk * d), r->eo = fa(nk * d);
   r->eg = fa(nk * Ie), r->eu = fa(nk * Ie), r->eh = fa(nk * Ie);
@@ -51,7 +52,7 @@ keel_status keel_runner_init(keel_runner *r, const keel_imodel *m, int cap, int 
 
 void keel_runner_free(keel_runner *r) {
   float **f[] = {&r->rope_cos, &r->rope_sin, &r->x, &r->a, &r->rstd, &r->qa, &r->qn, &r->q, &r->kva, &r->lat, &r->qabs,
-                 &r->qpe, &r->olat, &r->o, &r->g1, &r->g2, &r->ln2, &r->fg, &r->fu, &r->fh, &r->rl, &r->rs,
+                 &r->qpe, &r->olat, &r->o, &r->g1, &r->g2, &r->hs1, &r->hs2, &r->ln2, &r->fg, &r->fu, &r->fh, &r->rl, &r->rs,
                  &r->gw, &r->ein, &r->eg, &r->eu, &r->eh, &r->eo, &r->out, &r->logits};
   for (size_t i = 0; i < sizeof f / sizeof *f; i++) free(*f[i]);
   free(r->sel), free(r->slot), free(r->offs);
@@ -154,15 +155,18 @@ keel_status keel_runner_forward(keel_runner *r, int n, const int32_t *tok, keel_
       memcpy(kc->ckv + ((size_t)l * kc->max_len + pos[i]) * rkv, r->lat + (size_t)i * rkv, (size_t)rkv * 4);
       memcpy(kc->kpe + ((size_t)l * kc->max_len + pos[i]) * dr, r->kva + (size_t)i * (rkv + dr) + rkv, (size_t)dr * 4);
     }
-    /* absorb W_UK into each head's query (one GEMM per head over the rows) */
+    /* absorb W_UK into each head's query, attend, absorb W_UV: heads in parallel, each with its own scratch */
+    size_t hs = (size_t)n * imax(imax(rkv, dn), dv);
+#pragma omp parallel for schedule(static)
     for (int h = 0; h < H; h++) {
+      float *g1 = r->hs1 + h * hs, *g2 = r->hs2 + h * hs;
       for (int i = 0; i < n; i++) {
-        memcpy(r->g1 + (size_t)i * dn, r->q + (size_t)i * H * dq + (size_t)h * dq, (size_t)dn * 4);
+        memcpy(g1 + (size_t)i * dn, r->q + (size_t)i * H * dq + (size_t)h * dq, (size_t)dn * 4);
         memcpy(r->qpe + ((size_t)i * H + h) * dr, r->q + (size_t)i * H * dq + (size_t)h * dq + dn, (size_t)dr * 4);
       }
-      be->matmul(r->g2, r->g1, y->uk_t + (size_t)h * rkv * dn, n, dn, rkv, 0);
+      be->matmul(g2, g1, y->uk_t + (size_t)h * rkv * dn, n, dn, rkv, 0);
       for (int i = 0; i < n; i++)
-        memcpy(r->qabs + ((size_t)i * H + h) * rkv, r->g2 + (size_t)i * rkv, (size_t)rkv * 4);
+        memcpy(r->qabs + ((size_t)i * H + h) * rkv, g2 + (size_t)i * rkv, (size_t)rkv * 4);
     }
     for (int i = 0; i < n; i++) {
       keel_kvcache *kc = cache[i];
@@ -170,13 +174,14 @@ keel_status keel_runner_forward(keel_runner *r, int n, const int32_t *tok, keel_
                            kc->ckv + (size_t)l * kc->max_len * rkv, kc->kpe + (size_t)l * kc->max_len * dr,
                            pos[i] + 1, H, rkv, dr, m->softmax_scale);
     }
-    /* absorb W_UV after attention, then the output projection */
+#pragma omp parallel for schedule(static)
     for (int h = 0; h < H; h++) {
+      float *g1 = r->hs1 + h * hs, *g2 = r->hs2 + h * hs;
       for (int i = 0; i < n; i++)
-        memcpy(r->g1 + (size_t)i * rkv, r->olat + ((size_t)i * H + h) * rkv, (size_t)rkv * 4);
-      be->matmul(r->g2, r->g1, y->uv + (size_t)h * dv * rkv, n, rkv, dv, 0);
+        memcpy(g1 + (size_t)i * rkv, r->olat + ((size_t)i * H + h) * rkv, (size_t)rkv * 4);
+      be->matmul(g2, g1, y->uv + (size_t)h * dv * rkv, n, rkv, dv, 0);
       for (int i = 0; i < n; i++)
-        memcpy(r->o + (size_t)i * H * dv + (size_t)h * dv, r->g2 + (size_t)i * dv, (size_t)dv * 4);
+        memcpy(r->o + (size_t)i * H * dv + (size_t)h * dv, g2 + (size_t)i * dv, (size_t)dv * 4);
     }
     be->matmul_w(r->g2, r->o, y->wo, n);
     add_rows(r->x, r->g2, (size_t)n * d);
@@ -196,7 +201,7 @@ keel_status keel_runner_forward(keel_runner *r, int n, const int32_t *tok, keel_
   return KEEL_OK;
 }
 
-enum { SESSION_ROWS = 64 };
+enum { SESSION_ROWS = 256 };
 
 keel_status keel_session_init(keel_session *s, const keel_imodel *m, int max_len) {
   memset(s, 0, sizeof *s);

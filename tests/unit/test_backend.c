@@ -106,6 +106,16 @@ int main(void) {
   ref->cross_entropy(ls2, l2, tg, N, V, 0.25f);
   CHECK(rel(ls1, ls2, 7) < 1e-5 && rel(l1, l2, (size_t)N * V) < 1e-5 && ls1[3] == 0);
   free(l1), free(l2);
+  /* decode attention over a latent cache */
+  {
+    int len = 37, H = 5, rkv = 40, dr = 8;
+    float *qa = rnd(&r, (size_t)H * rkv), *qp = rnd(&r, (size_t)H * dr), *ck = rnd(&r, (size_t)len * rkv);
+    float *kp = rnd(&r, (size_t)len * dr), *o1 = keel_xmalloc((size_t)H * rkv * 4), *o2 = keel_xmalloc((size_t)H * rkv * 4);
+    fast->attention_latent(o1, qa, qp, ck, kp, len, H, rkv, dr, 0.2f);
+    ref->attention_latent(o2, qa, qp, ck, kp, len, H, rkv, dr, 0.2f);
+    CHECK_MSG(rel(o1, o2, (size_t)H * rkv) < 1e-5, "attention_latent: %.3g", rel(o1, o2, (size_t)H * rkv));
+    free(qa), free(qp), free(ck), free(kp), free(o1), free(o2);
+  }
   /* attention forward and backward */
   {
     int B = 2, T = 9, H = 3, dn = 20, dr = 8, dv = 17, Nt = B * T;

@@ -195,6 +195,27 @@ static void attention_backward(float *dq, float *dkv, float *dkpe, const float *
   free(dpe);
 }
 
+/* Decode attention over the latent cache: heads in parallel, each a vectorised pass over the cache. */
+static void attention_latent(float *olat, const float *qabs, const float *qpe, const float *ckv, const float *kpe,
+                             int len, int H, int rkv, int dr, float scale) {
+#pragma omp parallel for schedule(static)
+  for (int h = 0; h < H; h++) {
+    float *a = malloc((size_t)(len > 0 ? len : 1) * sizeof *a);
+    if (!a) abort();
+    const float *qa = qabs + (long)h * rkv, *qp = qpe + (long)h * dr;
+    float mx = -INFINITY, sum = 0;
+    for (int j = 0; j < len; j++) {
+      a[j] = (dot(qa, ckv + (long)j * rkv, rkv) + dot(qp, kpe + (long)j * dr, dr)) * scale;
+      mx = a[j] > mx ? a[j] : mx;
+    }
+    for (int j = 0; j < len; j++) sum += a[j] = expf(a[j] - mx);
+    float *o = olat + (long)h * rkv;
+    memset(o, 0, (size_t)rkv * sizeof *o);
+    for (int j = 0; j < len; j++) axpy(o, a[j] / sum, ckv + (long)j * rkv, rkv);
+    free(a);
+  }
+}
+
 static const keel_backend cpu = {
     .name = "cpu",
     .matmul = matmul,
@@ -204,7 +225,7 @@ static const keel_backend cpu = {
     .rope = keel_cpu_ref_rope,
     .attention = attention,
     .attention_backward = attention_backward,
-    .attention_latent = keel_cpu_ref_attention_latent,
+    .attention_latent = attention_latent,
     .swiglu = keel_cpu_ref_swiglu,
     .swiglu_backward = keel_cpu_ref_swiglu_backward,
     .cross_entropy = cross_entropy,
