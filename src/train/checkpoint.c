@@ -100,14 +100,15 @@ static keel_status file_sum(const char *path, uint64_t *bytes, uint64_t *sum) {
   return KEEL_OK;
 }
 
-static uint64_t fingerprint(const float *params, size_t np, const float *bias, size_t nb, const float *m,
-                            const float *v) {
+/* Parameters, biases and the moments as stored (mbytes each). */
+static uint64_t fingerprint(const float *params, size_t np, const float *bias, size_t nb, const void *m,
+                            const void *v, size_t mbytes) {
   keel_xxh3_stream h;
   keel_xxh3_begin(&h);
   keel_xxh3_update(&h, params, np * sizeof *params);
   keel_xxh3_update(&h, bias, nb * sizeof *bias);
-  keel_xxh3_update(&h, m, np * sizeof *m);
-  keel_xxh3_update(&h, v, np * sizeof *v);
+  keel_xxh3_update(&h, m, mbytes);
+  keel_xxh3_update(&h, v, mbytes);
   return keel_xxh3_end(&h);
 }
 
@@ -184,17 +185,24 @@ keel_status keel_ckpt_load(const char *run, long step, keel_model *m, keel_adamw
        *optp = keel_path_join(dir, "optimizer.safetensors");
   json_t *j = NULL;
   keel_st_file f = {0};
+  uint64_t mom_sum = 0;
   keel_status st = keel_ckpt_verify(dir);
   if (!st) st = keel_json_load_file(&j, state);
   if (!st) st = keel_model_load_weights(m, dir);
   if (!st) st = keel_st_open(&f, optp);
   if (!st) {
     const keel_st_tensor *mt = keel_st_find(&f, "adamw.m"), *vt = keel_st_find(&f, "adamw.v");
-    if (!mt || !vt || mt->nbytes != opt->n * 4 || vt->nbytes != opt->n * 4 || mt->dtype != KEEL_DTYPE_F32)
+    int b16 = mt && mt->dtype == KEEL_DTYPE_BF16;
+    size_t want = opt->n * (b16 ? 2 : 4);
+    if (!mt || !vt || mt->dtype != vt->dtype || (mt->dtype != KEEL_DTYPE_F32 && !b16) || mt->nbytes != want ||
+        vt->nbytes != want)
       st = keel_fail(KEEL_ERR_FORMAT, "%s: adamw.m/adamw.v missing or of the wrong size", optp);
     else {
-      memcpy(opt->m, mt->data, opt->n * 4);
-      memcpy(opt->v, vt->data, opt->n * 4);
+      keel_adamw_set(opt, mt->data, vt->data, b16); /* either stored type resumes either kind of run */
+      mom_sum = fingerprint(m->params, m->tab.total, m->bias,
+                            (size_t)(m->c.num_hidden_layers + m->c.num_nextn_predict_layers) *
+                                (m->c.n_routed_experts ? m->c.n_routed_experts : 1),
+                            mt->data, vt->data, want);
     }
     keel_st_close(&f);
   }
@@ -210,11 +218,8 @@ keel_status keel_ckpt_load(const char *run, long step, keel_model *m, keel_adamw
     for (size_t i = 0; i < json_array_size(sk) && s->n_skipped < KEEL_MAX_SKIPS; i++)
       s->skipped[s->n_skipped++] = (long)json_integer_value(json_array_get(sk, i));
     if (s->step != step || !json_is_object(ld)) st = keel_fail(KEEL_ERR_FORMAT, "%s: step or loader state missing", state);
-    int E = m->c.n_routed_experts ? m->c.n_routed_experts : 1;
-    size_t nb = (size_t)(m->c.num_hidden_layers + m->c.num_nextn_predict_layers) * E;
     char got[17];
-    snprintf(got, sizeof got, "%016llx",
-             (unsigned long long)fingerprint(m->params, m->tab.total, m->bias, nb, opt->m, opt->v));
+    snprintf(got, sizeof got, "%016llx", (unsigned long long)mom_sum);
     const char *want = json_string_value(json_object_get(j, "fingerprint"));
     if (!st && (!want || strcmp(want, got) != 0))
       st = keel_fail(KEEL_ERR_FORMAT, "%s: parameters and optimizer state load with fingerprint %s, the manifest says %s",
@@ -260,8 +265,9 @@ static keel_status write_all(keel_ckpt_writer *w, const char *tmp, long save_ind
   keel_st_writer sw;
   keel_st_writer_init(&sw);
   int64_t shape[1] = {(int64_t)w->n_params};
-  keel_st_writer_add(&sw, "adamw.m", KEEL_DTYPE_F32, 1, shape, w->m);
-  keel_st_writer_add(&sw, "adamw.v", KEEL_DTYPE_F32, 1, shape, w->v);
+  keel_dtype mt = w->bf16_moments ? KEEL_DTYPE_BF16 : KEEL_DTYPE_F32;
+  keel_st_writer_add(&sw, "adamw.m", mt, 1, shape, w->m);
+  keel_st_writer_add(&sw, "adamw.v", mt, 1, shape, w->v);
   char *p = keel_path_join(tmp, "optimizer.safetensors");
   st = keel_st_writer_save(&sw, p);
   free(p);
@@ -288,7 +294,8 @@ static keel_status write_all(keel_ckpt_writer *w, const char *tmp, long save_ind
   for (int i = 0; i < w->s.n_skipped; i++) json_array_append_new(skips, json_integer(w->s.skipped[i]));
   char fp_hex[17], cfg_hex[17];
   snprintf(fp_hex, sizeof fp_hex, "%016llx",
-           (unsigned long long)fingerprint(w->params, w->n_params, w->bias, w->n_bias, w->m, w->v));
+           (unsigned long long)fingerprint(w->params, w->n_params, w->bias, w->n_bias, w->m, w->v,
+                                           w->n_params * (w->bf16_moments ? 2 : 4)));
   snprintf(cfg_hex, sizeof cfg_hex, "%016llx", (unsigned long long)ch);
   json_t *j = json_pack("{s:I, s:I, s:{s:I, s:I, s:I}, s:I, s:o, s:i, s:s, s:s, s:s, s:o}", "step",
                         (json_int_t)w->s.step, "adamw_step", (json_int_t)w->adamw_t, "loader", "seed",
@@ -350,11 +357,13 @@ int keel_ckpt_writer_poll(keel_ckpt_writer *w) {
   return d;
 }
 
-static float *dup_floats(float *old, const float *src, size_t n) {
-  float *p = keel_xrealloc(old, (n ? n : 1) * sizeof *p);
-  memcpy(p, src, n * sizeof *p);
+static void *dup_bytes(void *old, const void *src, size_t n) {
+  void *p = keel_xrealloc(old, n ? n : 1);
+  memcpy(p, src, n);
   return p;
 }
+
+static float *dup_floats(float *old, const float *src, size_t n) { return dup_bytes(old, src, n * sizeof *src); }
 
 void keel_ckpt_writer_submit(keel_ckpt_writer *w, const keel_model *m, const keel_adamw *opt, const keel_ckpt_state *s) {
   keel_ckpt_writer_wait(w);
@@ -365,8 +374,10 @@ void keel_ckpt_writer_submit(keel_ckpt_writer *w, const keel_model *m, const kee
   w->n_bias = (size_t)(m->c.num_hidden_layers + m->c.num_nextn_predict_layers) * E;
   w->params = dup_floats(w->params, m->params, w->n_params);
   w->bias = dup_floats(w->bias, m->bias, w->n_bias);
-  w->m = dup_floats(w->m, opt->m, w->n_params);
-  w->v = dup_floats(w->v, opt->v, w->n_params);
+  if (w->m && w->bf16_moments != opt->bf16) free(w->m), free(w->v), w->m = w->v = NULL;
+  w->bf16_moments = opt->bf16;
+  w->m = dup_bytes(w->m, opt->m, w->n_params * keel_adamw_moment_bytes(opt));
+  w->v = dup_bytes(w->v, opt->v, w->n_params * keel_adamw_moment_bytes(opt));
   w->adamw_t = opt->t;
   w->s = *s;
   w->n_saves++;

@@ -38,7 +38,9 @@ typedef struct keel_ckpt_writer {
   /* the snapshot being written */
   keel_config c;
   const keel_param_table *tab;
-  float *params, *bias, *m, *v;
+  float *params, *bias;
+  void *m, *v;          /* moments as the optimizer keeps them */
+  int bf16_moments;
   size_t n_params, n_bias;
   long adamw_t;
   keel_ckpt_state s;

@@ -5,26 +5,63 @@
 #include <stdlib.h>
 #include <string.h>
 
-void keel_adamw_init(keel_adamw *o, size_t n, float beta1, float beta2, float eps, float wd) {
+#include "../core/dtype.h"
+
+enum { CHUNK = 1 << 16 }; /* bf16 moments are widened to float this many at a time */
+
+void keel_adamw_init(keel_adamw *o, size_t n, float beta1, float beta2, float eps, float wd, int bf16) {
   memset(o, 0, sizeof *o);
-  o->m = keel_xcalloc(n ? n : 1, sizeof *o->m);
-  o->v = keel_xcalloc(n ? n : 1, sizeof *o->v);
+  o->bf16 = bf16;
   o->n = n;
+  o->m = keel_xcalloc(n ? n : 1, keel_adamw_moment_bytes(o));
+  o->v = keel_xcalloc(n ? n : 1, keel_adamw_moment_bytes(o));
+  if (bf16) o->tm = keel_xmalloc(CHUNK * sizeof(float)), o->tv = keel_xmalloc(CHUNK * sizeof(float));
   o->beta1 = beta1, o->beta2 = beta2, o->eps = eps, o->wd = wd;
 }
 
 void keel_adamw_free(keel_adamw *o) {
-  free(o->m);
-  free(o->v);
+  free(o->m), free(o->v), free(o->tm), free(o->tv);
   memset(o, 0, sizeof *o);
+}
+
+size_t keel_adamw_moment_bytes(const keel_adamw *o) { return o->bf16 ? 2 : 4; }
+
+static void widen(float *dst, const uint16_t *src, size_t n) {
+  for (size_t i = 0; i < n; i++) dst[i] = keel_bf16_to_f32(src[i]);
+}
+
+static void narrow(uint16_t *dst, const float *src, size_t n) {
+  for (size_t i = 0; i < n; i++) dst[i] = keel_f32_to_bf16(src[i]);
+}
+
+void keel_adamw_set(keel_adamw *o, const void *m, const void *v, int src_bf16) {
+  const void *src[2] = {m, v};
+  void *dst[2] = {o->m, o->v};
+  for (int k = 0; k < 2; k++) {
+    if (src_bf16 == o->bf16) memcpy(dst[k], src[k], o->n * keel_adamw_moment_bytes(o));
+    else if (src_bf16) widen(dst[k], src[k], o->n);
+    else narrow(dst[k], src[k], o->n);
+  }
 }
 
 void keel_adamw_step(keel_adamw *o, keel_model *m, float lr) {
   o->t++;
   for (int i = 0; i < m->tab.n; i++) {
     const keel_param_info *p = &m->tab.t[i];
-    m->be->adamw(m->params + p->offset, m->grads + p->offset, o->m + p->offset, o->v + p->offset, (long)p->numel, lr,
-                 o->beta1, o->beta2, o->eps, p->decay ? o->wd : 0.0f, (int)o->t);
+    float wd = p->decay ? o->wd : 0.0f;
+    if (!o->bf16) {
+      m->be->adamw(m->params + p->offset, m->grads + p->offset, (float *)o->m + p->offset, (float *)o->v + p->offset,
+                   (long)p->numel, lr, o->beta1, o->beta2, o->eps, wd, (int)o->t);
+      continue;
+    }
+    for (size_t c0 = 0; c0 < p->numel; c0 += CHUNK) {
+      size_t off = p->offset + c0, n = p->numel - c0 < CHUNK ? p->numel - c0 : CHUNK;
+      uint16_t *bm = (uint16_t *)o->m + off, *bv = (uint16_t *)o->v + off;
+      widen(o->tm, bm, n), widen(o->tv, bv, n);
+      m->be->adamw(m->params + off, m->grads + off, o->tm, o->tv, (long)n, lr, o->beta1, o->beta2, o->eps, wd,
+                   (int)o->t);
+      narrow(bm, o->tm, n), narrow(bv, o->tv, n);
+    }
   }
 }
 

@@ -6,13 +6,19 @@
 #include "../model/model.h"
 
 typedef struct keel_adamw {
-  float *m, *v;   /* (n) moments, laid out like the parameters */
+  void *m, *v;    /* (n) moments, laid out like the parameters: float, or bf16 bits when bf16 is set */
+  int bf16;       /* moments kept in bf16 (as DeepSeek-V3 does): 4 bytes per parameter instead of 8 */
+  float *tm, *tv; /* bf16 only: float scratch for one chunk */
   size_t n;
   long t;         /* steps taken */
   float beta1, beta2, eps, wd;
 } keel_adamw;
 
-void keel_adamw_init(keel_adamw *o, size_t n, float beta1, float beta2, float eps, float wd);
+void keel_adamw_init(keel_adamw *o, size_t n, float beta1, float beta2, float eps, float wd, int bf16);
+/* Bytes of one moment array. */
+size_t keel_adamw_moment_bytes(const keel_adamw *o);
+/* Sets both moments from arrays of n floats (src_bf16 0) or n bf16 values (1), converting as needed. */
+void keel_adamw_set(keel_adamw *o, const void *m, const void *v, int src_bf16);
 void keel_adamw_free(keel_adamw *o);
 void keel_adamw_step(keel_adamw *o, keel_model *m, float lr);
 

@@ -236,7 +236,7 @@ keel_status keel_train_run(const keel_train_opts *o) {
     keel_fail_prefix(st, train_p);
     goto done;
   }
-  keel_adamw_init(&opt, m.tab.total, o->beta1, o->beta2, 1e-8f, o->wd);
+  keel_adamw_init(&opt, m.tab.total, o->beta1, o->beta2, 1e-8f, o->wd, o->bf16_moments);
   keel_ckpt_state cs;
   memset(&cs, 0, sizeof cs);
   cs.loader = loader.state;

@@ -99,7 +99,7 @@ static void check_fixture(const char *root, const char *name) {
   m.mtp_lambda = 0.3f;
   keel_model_reserve(&m, B, T);
   keel_adamw opt;
-  keel_adamw_init(&opt, m.tab.total, 0.9f, 0.95f, 1e-8f, 0.1f);
+  keel_adamw_init(&opt, m.tab.total, 0.9f, 0.95f, 1e-8f, 0.1f, 0);
   const double *want = at->data;
   double worst_step = 0;
   for (int s = 0; s < 10; s++) {
