@@ -365,23 +365,32 @@ static void *dup_bytes(void *old, const void *src, size_t n) {
 
 static float *dup_floats(float *old, const float *src, size_t n) { return dup_bytes(old, src, n * sizeof *src); }
 
-void keel_ckpt_writer_submit(keel_ckpt_writer *w, const keel_model *m, const keel_adamw *opt, const keel_ckpt_state *s) {
+void keel_ckpt_writer_submit(keel_ckpt_writer *w, const keel_model *m, const keel_adamw *opt, const keel_ckpt_state *s,
+                             int in_place) {
   keel_ckpt_writer_wait(w);
   int E = m->c.n_routed_experts ? m->c.n_routed_experts : 1;
   w->c = m->c;
   w->tab = &m->tab;
   w->n_params = m->tab.total;
   w->n_bias = (size_t)(m->c.num_hidden_layers + m->c.num_nextn_predict_layers) * E;
-  w->params = dup_floats(w->params, m->params, w->n_params);
-  w->bias = dup_floats(w->bias, m->bias, w->n_bias);
   if (w->m && w->bf16_moments != opt->bf16) free(w->m), free(w->v), w->m = w->v = NULL;
   w->bf16_moments = opt->bf16;
-  w->m = dup_bytes(w->m, opt->m, w->n_params * keel_adamw_moment_bytes(opt));
-  w->v = dup_bytes(w->v, opt->v, w->n_params * keel_adamw_moment_bytes(opt));
   w->adamw_t = opt->t;
   w->s = *s;
   w->n_saves++;
   w->r_err[0] = 0;
+  if (in_place) { /* nothing changes the state while this runs: write it where it lies, no copies */
+    free(w->params), free(w->bias), free(w->m), free(w->v);
+    w->params = m->params, w->bias = m->bias, w->m = opt->m, w->v = opt->v;
+    writer_main(w);
+    take_result(w);
+    w->params = w->bias = NULL, w->m = w->v = NULL;
+    return;
+  }
+  w->params = dup_floats(w->params, m->params, w->n_params);
+  w->bias = dup_floats(w->bias, m->bias, w->n_bias);
+  w->m = dup_bytes(w->m, opt->m, w->n_params * keel_adamw_moment_bytes(opt));
+  w->v = dup_bytes(w->v, opt->v, w->n_params * keel_adamw_moment_bytes(opt));
   w->busy = pthread_create(&w->thread, NULL, writer_main, w) == 0;
   if (!w->busy) { /* no thread: write in place */
     writer_main(w);

@@ -62,8 +62,10 @@ typedef struct keel_ckpt_writer {
 void keel_ckpt_writer_init(keel_ckpt_writer *w, const char *run, const char *tokenizer_dir, int keep_last,
                            int keep_every, keel_inject *inject);
 /* Snapshots the model and optimizer and starts writing; call only when no save is in flight
- * (keel_ckpt_writer_wait first, and poll its result). */
-void keel_ckpt_writer_submit(keel_ckpt_writer *w, const keel_model *m, const keel_adamw *opt, const keel_ckpt_state *s);
+ * (keel_ckpt_writer_wait first, and poll its result). in_place: write from the live arrays
+ * before returning, without the snapshot's memory (the last save of a run). */
+void keel_ckpt_writer_submit(keel_ckpt_writer *w, const keel_model *m, const keel_adamw *opt, const keel_ckpt_state *s,
+                             int in_place);
 /* Waits for the save in flight, if any. */
 void keel_ckpt_writer_wait(keel_ckpt_writer *w);
 /* 1 when a save finished since the last call (its result in done_step, ok, err, ...). */

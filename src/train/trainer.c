@@ -7,6 +7,7 @@
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -435,7 +436,7 @@ keel_status keel_train_run(const keel_train_opts *o) {
     if (due) {
       cs.step = step;
       cs.loader = loader.state;
-      keel_ckpt_writer_submit(&writer, &m, &opt, &cs);
+      keel_ckpt_writer_submit(&writer, &m, &opt, &cs, last); /* the last save has nothing to overlap with */
       if (last) {
         keel_ckpt_writer_wait(&writer);
         log_save(&writer, o->out);
@@ -458,7 +459,10 @@ keel_status keel_train_run(const keel_train_opts *o) {
     if (o->abft_every > 0)
       fprintf(stderr, "keel train: ABFT checked %ld GEMMs, %ld mismatches, %.2fs spent checking\n",
               keel_abft_get_stats()->checks, keel_abft_get_stats()->detections, keel_abft_get_stats()->seconds);
-    fprintf(stderr, "keel train: done in %.1fs; model in %s\n", keel_now() - t_start, final_p);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    fprintf(stderr, "keel train: done in %.1fs, peak RSS %.0f MB; model in %s\n", keel_now() - t_start,
+            ru.ru_maxrss / 1024.0, final_p);
   }
 done:
   if (have_writer) keel_ckpt_writer_free(&writer);
