@@ -29,6 +29,8 @@ static void usage(const keel_train_opts *d) {
          "      --clip X            global gradient-norm clip, 0 for none (default %g)\n"
          "      --beta1 X, --beta2 X  AdamW betas (default %g, %g)\n"
          "      --bf16-moments      keep the AdamW moments in bf16 (4 bytes per parameter instead of 8)\n"
+         "      --recompute         keep only each block's output and recompute the block in backward\n"
+         "                          (activation memory of one block instead of all; same results)\n"
          "      --bias-gamma X      balancing-bias update speed (default %g)\n"
          "      --balance-alpha X   sequence-wise balance loss weight (default: config aux_loss_alpha)\n"
          "      --mtp-lambda X      MTP loss weight (default %g)\n"
@@ -71,7 +73,7 @@ static int num(const char *s, double lo, double hi, double *out) {
 int keel_cmd_train(int argc, char **argv) {
   enum { O_STEPS = 1000, O_SEQ, O_ACCUM, O_LR, O_MINLR, O_WARM, O_SCHED, O_WD, O_CLIP, O_B1, O_B2, O_GAMMA, O_ALPHA,
          O_LAMBDA, O_EVAL, O_EVALB, O_CKPT, O_KEEPL, O_KEEPE, O_SPIKEZ, O_SPIKEW, O_MAXRB, O_ABFT, O_REPLAY, O_INJECT,
-         O_SUPER, O_MAXRS, O_WATCH, O_ABFTN, O_BF16M };
+         O_SUPER, O_MAXRS, O_WATCH, O_ABFTN, O_BF16M, O_RECOMP };
   static const struct option opts[] = {
       {"data", required_argument, 0, 'd'},        {"out", required_argument, 0, 'o'},
       {"model", required_argument, 0, 'm'},       {"config", required_argument, 0, 'c'},
@@ -92,7 +94,8 @@ int keel_cmd_train(int argc, char **argv) {
       {"supervise", no_argument, 0, O_SUPER}, {"max-restarts", required_argument, 0, O_MAXRS},
       {"watchdog", required_argument, 0, O_WATCH}, {"abft-every", required_argument, 0, O_ABFTN},
       {"quiet", no_argument, 0, 'q'},             {"help", no_argument, 0, 'h'},
-      {"bf16-moments", no_argument, 0, O_BF16M},  {0, 0, 0, 0}};
+      {"bf16-moments", no_argument, 0, O_BF16M},  {"recompute", no_argument, 0, O_RECOMP},
+      {0, 0, 0, 0}};
   keel_train_opts o;
   keel_train_defaults(&o);
   keel_supervise_opts so = {5, 300, 1.0};
@@ -108,6 +111,7 @@ int keel_cmd_train(int argc, char **argv) {
       case 'c': o.config_path = optarg; break;
       case 'q': o.quiet = 1; break;
       case O_BF16M: o.bf16_moments = 1; break;
+      case O_RECOMP: o.recompute = 1; break;
       case 'h': usage(&o); return 0;
       case O_SCHED: if (!keel_schedule_parse(optarg, &o.schedule)) bad = "--schedule is cosine, wsd or constant"; break;
       case O_STEPS: if (num(optarg, 1, 1e12, &v)) o.steps = (long)v; else bad = "--steps must be >= 1"; break;

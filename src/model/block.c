@@ -175,7 +175,7 @@ static void moe_forward(keel_model *m, int layer, const keel_layer_w *w, keel_la
   }
   for (int e = 0; e < E; e++) {
     int r0 = offs[e], cnt = offs[e + 1] - offs[e];
-    if (train) m->load[(size_t)layer * E + e] += (float)cnt;
+    if (train == 1) m->load[(size_t)layer * E + e] += (float)cnt;
     if (!cnt) continue;
     swiglu_ffn(m, A->eo + (size_t)r0 * d, A->ein + (size_t)r0 * d, w->e_gate + (size_t)e * Ie * d,
                w->e_up + (size_t)e * Ie * d, w->e_down + (size_t)e * d * Ie, A->eg + (size_t)r0 * Ie,
@@ -209,7 +209,7 @@ static void moe_forward(keel_model *m, int layer, const keel_layer_w *w, keel_la
       }
       for (int e = 0; e < E; e++) total += f[e] * P[e];
     }
-    m->bal_loss += m->balance_alpha * total / B;
+    if (train == 1) m->bal_loss += m->balance_alpha * total / B;
   }
 }
 

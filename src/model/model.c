@@ -34,6 +34,10 @@ static void free_acts(keel_model *m) {
   int LD = m->c.num_hidden_layers + m->c.num_nextn_predict_layers;
   for (int l = 0; l < LD; l++) {
     keel_layer_acts *A = &m->acts[l];
+    if (m->acts_shared && l > 0 && l < m->c.num_hidden_layers) { /* only its output is its own */
+      free(A->out);
+      continue;
+    }
     float **f[] = {&A->ln1, &A->ln1_rstd, &A->qa, &A->qn, &A->qn_rstd, &A->q, &A->lat, &A->ckv, &A->ckv_rstd,
                    &A->kpe, &A->kvb, &A->att, &A->o, &A->x2, &A->ln2, &A->ln2_rstd, &A->fg, &A->fu, &A->fh,
                    &A->logits, &A->scores, &A->gw, &A->ein, &A->eg, &A->eu, &A->eh, &A->eo, &A->sg, &A->su,
@@ -44,6 +48,7 @@ static void free_acts(keel_model *m) {
     if (l >= m->c.num_hidden_layers) free(A->x); /* an MTP block owns its input; main blocks alias */
   }
   free(m->acts);
+  m->acts_shared = 0;
   free(m->h0), free(m->z), free(m->z_rstd), free(m->dz), free(m->logits), free(m->losses), free(m->pos);
   free(m->tgt), free(m->ws);
   m->acts = NULL;
@@ -92,9 +97,18 @@ keel_status keel_model_reserve(keel_model *m, int B, int T) {
       SI = c->n_shared_experts * c->moe_intermediate_size, V = c->vocab_size;
   int L = c->num_hidden_layers, D = c->num_nextn_predict_layers;
   m->acts = keel_xcalloc((size_t)(L + D), sizeof *m->acts);
+  m->acts_shared = m->recompute && L > 1;
+  int any_dense = 0, any_moe = 0;
+  for (int l = 0; l < L; l++) any_dense |= !m->w.layers[l].moe, any_moe |= m->w.layers[l].moe;
   for (int l = 0; l < L + D; l++) {
     keel_layer_acts *A = &m->acts[l];
     const keel_layer_w *w = &m->w.layers[l];
+    if (m->acts_shared && l > 0 && l < L) { /* recompute: the block's scratch is layer 0's, its output its own */
+      *A = m->acts[0];
+      A->out = ALLOC(N * d);
+      continue;
+    }
+    int dense = m->acts_shared && l == 0 ? any_dense : !w->moe, moe = m->acts_shared && l == 0 ? any_moe : w->moe;
     A->ln1 = ALLOC(N * d), A->ln1_rstd = ALLOC(N);
     if (rq) A->qa = ALLOC(N * rq), A->qn = ALLOC(N * rq), A->qn_rstd = ALLOC(N);
     A->q = ALLOC(N * H * dq);
@@ -103,9 +117,8 @@ keel_status keel_model_reserve(keel_model *m, int B, int T) {
     A->att = ALLOC((size_t)B * H * T * T);
     A->o = ALLOC(N * H * dv), A->x2 = ALLOC(N * d), A->ln2 = ALLOC(N * d), A->ln2_rstd = ALLOC(N);
     A->out = ALLOC(N * d);
-    if (!w->moe) {
-      A->fg = ALLOC(N * I), A->fu = ALLOC(N * I), A->fh = ALLOC(N * I);
-    } else {
+    if (dense) A->fg = ALLOC(N * I), A->fu = ALLOC(N * I), A->fh = ALLOC(N * I);
+    if (moe) {
       A->logits = ALLOC(N * E), A->scores = ALLOC(N * E), A->gw = ALLOC(N * K);
       A->sel = keel_xcalloc(N * K, sizeof(int)), A->order = keel_xcalloc(N * K, sizeof(int));
       A->slot = keel_xcalloc(N * K, sizeof(int)), A->offs = keel_xcalloc((size_t)E + 1, sizeof(int));
@@ -270,6 +283,8 @@ void keel_model_backward(keel_model *m, const int32_t *tokens, int B, int T) {
   memset(dblock, 0, (size_t)N * d * sizeof(float));
   m->be->rmsnorm_backward(dblock, m->g.norm, m->dz, hlast, m->w.norm, m->z_rstd, N, d);
   for (int l = L - 1; l >= 0; l--) {
+    if (m->acts_shared && l < L - 1) /* recompute this block's activations from its kept input */
+      keel_block_forward(m, l, &m->acts[l], l ? m->acts[l - 1].out : m->h0, B, T, KEEL_RECOMPUTE);
     memset(dx, 0, (size_t)N * d * sizeof(float));
     keel_block_backward(m, l, &m->acts[l], dblock, dx, B, T);
     memcpy(dblock, dx, (size_t)N * d * sizeof(float));

@@ -52,6 +52,9 @@ typedef struct keel_model {
   int rope_len;
   /* training knobs */
   float mtp_lambda, balance_alpha;
+  int recompute;            /* set before keel_model_reserve: keep only each main block's output and
+                             * recompute the block in backward (activation memory of one block) */
+  int acts_shared;          /* main blocks share one set of activation buffers (recompute) */
   /* activations, allocated for B x T */
   int B, T;
   keel_layer_acts *acts;    /* (L+D) */
@@ -92,6 +95,10 @@ void keel_moe_route(const keel_config *c, const float *layer_bias, const float *
                     float *gw, int N);
 /* RoPE cos/sin tables (len, dr/2) for c, newly allocated. */
 void keel_rope_tables(const keel_config *c, int len, float **cos_t, float **sin_t);
+
+/* The train argument of the block forward: 0 inference, 1 training (counts expert load and adds the
+ * balance loss), KEEL_RECOMPUTE the same activations again without those side effects. */
+enum { KEEL_RECOMPUTE = 2 };
 
 /* Decoder block pieces (block.c), shared with inference. */
 void keel_block_forward(keel_model *m, int layer, keel_layer_acts *A, const float *x, int B, int T, int train);

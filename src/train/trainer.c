@@ -232,6 +232,7 @@ keel_status keel_train_run(const keel_train_opts *o) {
   m.mtp_lambda = o->mtp_lambda;
   m.balance_alpha = o->balance_alpha >= 0 ? o->balance_alpha : m.c.aux_loss_alpha;
   int B = o->batch, T = o->seq;
+  m.recompute = o->recompute;
   if ((st = keel_model_reserve(&m, B, T))) goto done;
   if ((st = keel_loader_init(&loader, &train, B, T, o->seed))) {
     keel_fail_prefix(st, train_p);

