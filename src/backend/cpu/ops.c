@@ -124,30 +124,41 @@ KERNEL static void axpy(float *y, float a, const float *x, int n) {
   for (int i = 0; i < n; i++) y[i] += a * x[i];
 }
 
+/* Scores S (T x T) of one (sequence, head): q_nope k_nope^T + q_pe k_pe^T, then the causal
+ * softmax of scale * S in place (masked entries 0). */
+static void scores_softmax(float *S, const float *q, const float *kv, const float *kpe, int T, int H, int dn, int dr,
+                           int dv, float scale) {
+  int dq = dn + dr, dkv = dn + dv;
+  memset(S, 0, (size_t)T * T * sizeof *S);
+  keel_gemm_b bk = {kv, 1, (long)H * dkv, NULL}, bp = {kpe, 1, dr, NULL};
+  keel_cpu_gemm(S, T, q, (long)H * dq, 1, &bk, T, dn, T);
+  keel_cpu_gemm(S, T, q + dn, (long)H * dq, 1, &bp, T, dr, T);
+  for (int t = 0; t < T; t++) {
+    float *a = S + (long)t * T, mx = -INFINITY, sum = 0;
+    for (int j = 0; j <= t; j++) mx = fmaxf(mx, a[j] *= scale);
+    for (int j = 0; j <= t; j++) sum += a[j] = expf(a[j] - mx);
+    float inv = 1.0f / sum;
+    for (int j = 0; j <= t; j++) a[j] *= inv;
+    for (int j = t + 1; j < T; j++) a[j] = 0;
+  }
+}
+
+/* MLA attention (naive form) on the packed GEMM: per (sequence, head), in parallel, the scores,
+ * the softmax and P V; each pair's GEMMs run on one thread, so sums keep their order. */
 static void attention(float *out, float *att, const float *q, const float *kv, const float *kpe, int B, int T, int H,
                       int dn, int dr, int dv, float scale) {
   int dq = dn + dr, dkv = dn + dv;
 #pragma omp parallel for collapse(2) schedule(static)
   for (int b = 0; b < B; b++)
-    for (int h = 0; h < H; h++)
-      for (int t = 0; t < T; t++) {
-        const float *qt = q + ((long)(b * T + t) * H + h) * dq;
-        float *a = att + (((long)b * H + h) * T + t) * T;
-        float mx = -INFINITY;
-        for (int j = 0; j <= t; j++) {
-          const float *kj = kv + ((long)(b * T + j) * H + h) * dkv, *pj = kpe + (long)(b * T + j) * dr;
-          a[j] = (dot(qt, kj, dn) + dot(qt + dn, pj, dr)) * scale;
-          mx = a[j] > mx ? a[j] : mx;
-        }
-        float sum = 0;
-        for (int j = 0; j <= t; j++) sum += a[j] = expf(a[j] - mx);
-        float inv = 1.0f / sum;
-        for (int j = 0; j <= t; j++) a[j] *= inv;
-        for (int j = t + 1; j < T; j++) a[j] = 0;
-        float *o = out + ((long)(b * T + t) * H + h) * dv;
-        memset(o, 0, (size_t)dv * sizeof *o);
-        for (int j = 0; j <= t; j++) axpy(o, a[j], kv + ((long)(b * T + j) * H + h) * dkv + dn, dv);
-      }
+    for (int h = 0; h < H; h++) {
+      float *P = att + ((long)b * H + h) * T * T;
+      const float *qb = q + ((long)b * T * H + h) * dq, *kvb = kv + ((long)b * T * H + h) * dkv;
+      scores_softmax(P, qb, kvb, kpe + (long)b * T * dr, T, H, dn, dr, dv, scale);
+      float *o = out + ((long)b * T * H + h) * dv;
+      for (int t = 0; t < T; t++) memset(o + (long)t * H * dv, 0, (size_t)dv * sizeof *o);
+      keel_gemm_b bv = {kvb + dn, (long)H * dkv, 1, NULL};
+      keel_cpu_gemm(o, (long)H * dv, P, T, 1, &bv, T, T, dv);
+    }
 }
 
 static void attention_backward(float *dq, float *dkv, float *dkpe, const float *dout, const float *att, const float *q,
@@ -161,31 +172,32 @@ static void attention_backward(float *dq, float *dkv, float *dkpe, const float *
 #pragma omp parallel for collapse(2) schedule(static)
   for (int b = 0; b < B; b++)
     for (int h = 0; h < H; h++) {
-      float *da = malloc((size_t)(T > 0 ? T : 1) * sizeof *da);
-      if (!da) abort();
-      float *dph = dpe + ((long)b * H + h) * T * dr;
+      float *dS = malloc((size_t)T * T * sizeof *dS);
+      if (!dS) abort();
+      const float *P = att + ((long)b * H + h) * T * T;
+      long row0 = (long)b * T * H + h;
+      const float *go = dout + row0 * dv, *qb = q + row0 * dq_, *kvb = kv + row0 * dkv_, *pe = kpe + (long)b * T * dr;
+      float *dqb = dq + row0 * dq_, *dkvb = dkv + row0 * dkv_, *dph = dpe + ((long)b * H + h) * T * dr;
+      /* dP = dO V^T, then dS = P (dP - rowsum(P dP)) scale */
+      memset(dS, 0, (size_t)T * T * sizeof *dS);
+      keel_gemm_b bvt = {kvb + dn, 1, (long)H * dkv_, NULL};
+      keel_cpu_gemm(dS, T, go, (long)H * dv, 1, &bvt, T, dv, T);
       for (int t = 0; t < T; t++) {
-        const float *a = att + (((long)b * H + h) * T + t) * T;
-        const float *go = dout + ((long)(b * T + t) * H + h) * dv;
-        const float *qt = q + ((long)(b * T + t) * H + h) * dq_;
-        float *dqt = dq + ((long)(b * T + t) * H + h) * dq_;
-        float s_dot = 0;
-        for (int j = 0; j <= t; j++) {
-          const float *vj = kv + ((long)(b * T + j) * H + h) * dkv_ + dn;
-          axpy(dkv + ((long)(b * T + j) * H + h) * dkv_ + dn, a[j], go, dv);
-          da[j] = dot(go, vj, dv);
-          s_dot += a[j] * da[j];
-        }
-        for (int j = 0; j <= t; j++) {
-          float ds = a[j] * (da[j] - s_dot) * scale;
-          const float *kj = kv + ((long)(b * T + j) * H + h) * dkv_, *pj = kpe + (long)(b * T + j) * dr;
-          axpy(dqt, ds, kj, dn);
-          axpy(dkv + ((long)(b * T + j) * H + h) * dkv_, ds, qt, dn);
-          axpy(dqt + dn, ds, pj, dr);
-          axpy(dph + (long)j * dr, ds, qt + dn, dr);
-        }
+        const float *a = P + (long)t * T;
+        float *d = dS + (long)t * T, s_dot = 0;
+        for (int j = 0; j <= t; j++) s_dot += a[j] * d[j];
+        for (int j = 0; j <= t; j++) d[j] = a[j] * (d[j] - s_dot) * scale;
+        for (int j = t + 1; j < T; j++) d[j] = 0;
       }
-      free(da);
+      keel_gemm_b bk = {kvb, (long)H * dkv_, 1, NULL}, bp = {pe, dr, 1, NULL};
+      keel_gemm_b bq = {qb, (long)H * dq_, 1, NULL}, bqp = {qb + dn, (long)H * dq_, 1, NULL};
+      keel_gemm_b bo = {go, (long)H * dv, 1, NULL};
+      keel_cpu_gemm(dqb, (long)H * dq_, dS, T, 1, &bk, T, T, dn);          /* dq_nope += dS k_nope */
+      keel_cpu_gemm(dqb + dn, (long)H * dq_, dS, T, 1, &bp, T, T, dr);     /* dq_pe += dS k_pe */
+      keel_cpu_gemm(dkvb, (long)H * dkv_, dS, 1, T, &bq, T, T, dn);        /* dk_nope += dS^T q_nope */
+      keel_cpu_gemm(dkvb + dn, (long)H * dkv_, P, 1, T, &bo, T, T, dv);    /* dv += P^T dO */
+      keel_cpu_gemm(dph, dr, dS, 1, T, &bqp, T, T, dr);                   /* this head's dk_pe */
+      free(dS);
     }
 #pragma omp parallel for schedule(static)
   for (int b = 0; b < B; b++)
