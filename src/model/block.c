@@ -89,11 +89,14 @@ static void swiglu_ffn(keel_model *m, float *y, const float *u, const float *wg,
   m->be->matmul(y, fh, wd, N, I, d, accumulate);
 }
 
+/* dfh, dfg, dfu: (N, I) scratch each */
 static void swiglu_ffn_backward(keel_model *m, float *du, const float *dy, const float *u, const float *wg,
                                 const float *wu, const float *wd, float *gwg, float *gwu, float *gwd, const float *fg,
-                                const float *fu, const float *fh, int N, int I, carver *cv) {
+                                const float *fu, const float *fh, int N, int I, float *dfh, float *dfg, float *dfu) {
   int d = m->c.hidden_size;
-  float *dfh = take(cv, (size_t)N * I), *dfg = take(cv, (size_t)N * I), *dfu = take(cv, (size_t)N * I);
+  memset(dfh, 0, (size_t)N * I * sizeof *dfh);
+  memset(dfg, 0, (size_t)N * I * sizeof *dfg);
+  memset(dfu, 0, (size_t)N * I * sizeof *dfu);
   m->be->matmul_backward(dfh, gwd, dy, fh, wd, N, I, d);
   m->be->swiglu_backward(dfg, dfu, dfh, fg, fu, N, I);
   m->be->matmul_backward(du, gwg, dfg, u, wg, N, d, I);
@@ -173,9 +176,11 @@ static void moe_forward(keel_model *m, int layer, const keel_layer_w *w, keel_la
     A->slot[a] = r;
     memcpy(A->ein + (size_t)r * d, A->ln2 + (size_t)(a / K) * d, (size_t)d * sizeof(float));
   }
+  for (int e = 0; e < E && train == 1; e++) m->load[(size_t)layer * E + e] += (float)(offs[e + 1] - offs[e]);
+  /* experts in parallel, each expert's GEMMs on one thread (the grouped GEMMs; sums keep their order) */
+#pragma omp parallel for schedule(dynamic)
   for (int e = 0; e < E; e++) {
     int r0 = offs[e], cnt = offs[e + 1] - offs[e];
-    if (train == 1) m->load[(size_t)layer * E + e] += (float)cnt;
     if (!cnt) continue;
     swiglu_ffn(m, A->eo + (size_t)r0 * d, A->ein + (size_t)r0 * d, w->e_gate + (size_t)e * Ie * d,
                w->e_up + (size_t)e * Ie * d, w->e_down + (size_t)e * d * Ie, A->eg + (size_t)r0 * Ie,
@@ -219,9 +224,11 @@ static void moe_backward(keel_model *m, const keel_layer_w *w, keel_layer_w *g, 
   const keel_backend *be = m->be;
   int N = B * T, d = c->hidden_size, E = c->n_routed_experts, K = c->num_experts_per_tok,
       Ie = c->moe_intermediate_size, S = c->n_shared_experts;
-  if (S)
+  if (S) {
+    size_t n = (size_t)N * S * Ie;
     swiglu_ffn_backward(m, du, dy, A->ln2, w->s_gate, w->s_up, w->s_down, g->s_gate, g->s_up, g->s_down, A->sg, A->su,
-                        A->sh, N, S * Ie, cv);
+                        A->sh, N, S * Ie, take(cv, n), take(cv, n), take(cv, n));
+  }
   float *deo = take(cv, (size_t)N * K * d), *dgw = take(cv, (size_t)N * K), *dein = take(cv, (size_t)N * K * d);
   for (int a = 0; a < N * K; a++) {
     int r = A->slot[a], n = a / K;
@@ -233,17 +240,19 @@ static void moe_backward(keel_model *m, const keel_layer_w *w, keel_layer_w *g, 
     }
     dgw[a] = s;
   }
-  carver mark = *cv;
+  /* experts in parallel, each on one thread with its own rows of the scratch: the grouped GEMMs */
+  size_t ne = (size_t)N * K * Ie;
+  float *sfh = take(cv, ne), *sfg = take(cv, ne), *sfu = take(cv, ne);
+#pragma omp parallel for schedule(dynamic)
   for (int e = 0; e < E; e++) {
     int r0 = A->offs[e], cnt = A->offs[e + 1] - r0;
     if (!cnt) continue;
-    *cv = mark; /* each expert reuses the same scratch */
+    size_t o = (size_t)r0 * Ie;
     swiglu_ffn_backward(m, dein + (size_t)r0 * d, deo + (size_t)r0 * d, A->ein + (size_t)r0 * d,
                         w->e_gate + (size_t)e * Ie * d, w->e_up + (size_t)e * Ie * d, w->e_down + (size_t)e * d * Ie,
                         g->e_gate + (size_t)e * Ie * d, g->e_up + (size_t)e * Ie * d, g->e_down + (size_t)e * d * Ie,
-                        A->eg + (size_t)r0 * Ie, A->eu + (size_t)r0 * Ie, A->eh + (size_t)r0 * Ie, cnt, Ie, cv);
+                        A->eg + o, A->eu + o, A->eh + o, cnt, Ie, sfh + o, sfg + o, sfu + o);
   }
-  *cv = mark;
   for (int a = 0; a < N * K; a++) {
     const float *src = dein + (size_t)A->slot[a] * d;
     float *dst = du + (size_t)(a / K) * d;
@@ -327,7 +336,8 @@ void keel_block_backward(keel_model *m, int layer, keel_layer_acts *A, const flo
     moe_backward(m, w, g, A, dout, du, B, T, &cv);
   else
     swiglu_ffn_backward(m, du, dout, A->ln2, w->w_gate, w->w_up, w->w_down, g->w_gate, g->w_up, g->w_down, A->fg,
-                        A->fu, A->fh, N, c->intermediate_size, &cv);
+                        A->fu, A->fh, N, c->intermediate_size, take(&cv, (size_t)N * c->intermediate_size),
+                        take(&cv, (size_t)N * c->intermediate_size), take(&cv, (size_t)N * c->intermediate_size));
   m->be->rmsnorm_backward(dx2, g->ln2, du, A->x2, w->ln2, A->ln2_rstd, N, d);
   mla_backward(m, w, g, A, dx2, da, B, T, &cv);
   memcpy(dx, dx2, (size_t)N * d * sizeof *dx);

@@ -140,7 +140,7 @@ keel_status keel_model_reserve(keel_model *m, int B, int T) {
   /* workspace: the largest backward of a block, or the MTP glue, with padding per array */
   size_t mla = N * ((size_t)H * dv + (size_t)H * dq + (size_t)H * (dn + dv) + dr + 3 * (size_t)rkv + dr + 2 * (size_t)rq);
   size_t ffn = 3 * N * (size_t)(I > SI ? I : SI);
-  size_t moe = E ? N * K * (2 * (size_t)d + 1) + 3 * N * (size_t)Ie + 2 * N * E : 0;
+  size_t moe = E ? N * K * (2 * (size_t)d + 1) + 3 * N * K * (size_t)Ie + 2 * N * E : 0;
   size_t need = 3 * N * d + mla + ffn + moe + 64 * 16;
   if (need < 4 * N * d) need = 4 * N * d; /* the MTP glue at the front */
   m->ws_size = need + 8 * N * d;          /* backward keeps (N, d) buffers at the end */
