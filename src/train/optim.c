@@ -66,18 +66,28 @@ void keel_adamw_step(keel_adamw *o, keel_model *m, float lr) {
 }
 
 double keel_grad_norm(const keel_model *m) {
-  double s = 0;
-  for (size_t i = 0; i < m->tab.total; i++) s += (double)m->grads[i] * m->grads[i];
+  /* partial sums over fixed chunks, added in chunk order: the same value for any thread count */
+  long nch = (long)((m->tab.total + CHUNK - 1) / CHUNK);
+  double *part = keel_xmalloc((size_t)(nch ? nch : 1) * sizeof *part), s = 0;
+#pragma omp parallel for schedule(static)
+  for (long ch = 0; ch < nch; ch++) {
+    size_t i0 = (size_t)ch * CHUNK, i1 = i0 + CHUNK < m->tab.total ? i0 + CHUNK : m->tab.total;
+    double a = 0;
+    for (size_t i = i0; i < i1; i++) a += (double)m->grads[i] * m->grads[i];
+    part[ch] = a;
+  }
+  for (long ch = 0; ch < nch; ch++) s += part[ch];
+  free(part);
   return sqrt(s);
 }
 
-double keel_grad_clip(keel_model *m, float max_norm) {
-  double norm = keel_grad_norm(m);
+void keel_grad_clip(keel_model *m, float max_norm, double norm) {
   if (max_norm > 0 && norm > max_norm) {
     float k = (float)(max_norm / (norm + 1e-6));
-    for (size_t i = 0; i < m->tab.total; i++) m->grads[i] *= k;
+    long n = (long)m->tab.total;
+#pragma omp parallel for simd schedule(static)
+    for (long i = 0; i < n; i++) m->grads[i] *= k;
   }
-  return norm;
 }
 
 float keel_lr_at(keel_schedule s, long step, long total, long warmup, float lr, float min_lr) {

@@ -24,8 +24,8 @@ void keel_adamw_step(keel_adamw *o, keel_model *m, float lr);
 
 /* L2 norm of all gradients (double accumulation). */
 double keel_grad_norm(const keel_model *m);
-/* Scales gradients so their norm is at most max_norm; returns the norm before. */
-double keel_grad_clip(keel_model *m, float max_norm);
+/* Scales gradients so their norm (norm: keel_grad_norm's value) is at most max_norm. */
+void keel_grad_clip(keel_model *m, float max_norm, double norm);
 
 typedef enum keel_schedule { KEEL_SCHED_COSINE, KEEL_SCHED_WSD, KEEL_SCHED_CONSTANT } keel_schedule;
 /* Linear warm-up to lr, then: cosine to min_lr; WSD (constant, then linear

@@ -391,7 +391,7 @@ keel_status keel_train_run(const keel_train_opts *o) {
       step = good;
       continue;
     }
-    keel_grad_clip(&m, o->clip);
+    keel_grad_clip(&m, o->clip, gnorm);
     keel_adamw_step(&opt, &m, lr);
     keel_model_update_bias(&m, o->bias_gamma);
     guard_push(&gd, lm);

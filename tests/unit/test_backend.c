@@ -106,6 +106,23 @@ int main(void) {
   ref->cross_entropy(ls2, l2, tg, N, V, 0.25f);
   CHECK(rel(ls1, ls2, 7) < 1e-5 && rel(l1, l2, (size_t)N * V) < 1e-5 && ls1[3] == 0);
   free(l1), free(l2);
+  /* AdamW: three steps from the same state, with and without weight decay, a length that is no multiple of 16 */
+  {
+    long n = 40007;
+    float *st[2][4];
+    float *g = rnd(&r, (size_t)n);
+    for (int k = 0; k < 4; k++) st[0][k] = rnd(&r, (size_t)n);
+    for (long i = 0; i < n; i++) st[0][3][i] = fabsf(st[0][3][i]); /* v >= 0 */
+    for (int k = 0; k < 4; k++) st[1][k] = keel_xmalloc((size_t)n * 4), memcpy(st[1][k], st[0][k], (size_t)n * 4);
+    for (int t = 1; t <= 3; t++)
+      for (int b = 0; b < 2; b++)
+        (b ? ref : fast)->adamw(st[b][0], g, st[b][2], st[b][3], n, 1e-2f, 0.9f, 0.95f, 1e-8f, t == 2 ? 0.1f : 0, t);
+    CHECK_MSG(rel(st[0][0], st[1][0], (size_t)n) < 1e-6 && rel(st[0][2], st[1][2], (size_t)n) < 1e-6 &&
+                  rel(st[0][3], st[1][3], (size_t)n) < 1e-6,
+              "adamw: %.3g", rel(st[0][0], st[1][0], (size_t)n));
+    for (int k = 0; k < 4; k++) free(st[0][k]), free(st[1][k]);
+    free(g);
+  }
   /* decode attention over a latent cache */
   {
     int len = 37, H = 5, rkv = 40, dr = 8;

@@ -207,6 +207,29 @@ static void attention_backward(float *dq, float *dkv, float *dkpe, const float *
   free(dpe);
 }
 
+/* AdamW, vectorised; the same formula as the reference. */
+KERNEL static void adamw_chunk(float *p, const float *g, float *m, float *v, long n, float lr, float beta1,
+                               float beta2, float eps, float wd, float c1, float c2) {
+#pragma omp simd
+  for (long i = 0; i < n; i++) {
+    m[i] = beta1 * m[i] + (1 - beta1) * g[i];
+    v[i] = beta2 * v[i] + (1 - beta2) * g[i] * g[i];
+    float mh = m[i] / c1, vh = v[i] / c2;
+    p[i] -= lr * (mh / (sqrtf(vh) + eps) + wd * p[i]);
+  }
+}
+
+static void adamw(float *p, const float *g, float *m, float *v, long n, float lr, float beta1, float beta2, float eps,
+                  float wd, int t) {
+  float c1 = 1.0f - powf(beta1, (float)t), c2 = 1.0f - powf(beta2, (float)t);
+  long chunk = 1 << 14, nch = (n + chunk - 1) / chunk;
+#pragma omp parallel for schedule(static)
+  for (long ch = 0; ch < nch; ch++) {
+    long i0 = ch * chunk, k = n - i0 < chunk ? n - i0 : chunk;
+    adamw_chunk(p + i0, g + i0, m + i0, v + i0, k, lr, beta1, beta2, eps, wd, c1, c2);
+  }
+}
+
 /* Decode attention over the latent cache: heads in parallel, each a vectorised pass over the cache. */
 static void attention_latent(float *olat, const float *qabs, const float *qpe, const float *ckv, const float *kpe,
                              int len, int H, int rkv, int dr, float scale) {
@@ -241,7 +264,7 @@ static const keel_backend cpu = {
     .swiglu = keel_cpu_ref_swiglu,
     .swiglu_backward = keel_cpu_ref_swiglu_backward,
     .cross_entropy = cross_entropy,
-    .adamw = keel_cpu_ref_adamw,
+    .adamw = adamw,
     .matmul_w = keel_cpu_matmul_w,
 };
 
