@@ -119,6 +119,39 @@ static void ffn(keel_runner *r, int l, int n) {
   }
 }
 
+/* Attention of g consecutive rows of one sequence (positions p0..p0+g-1, already in the cache) at
+ * layer l, as GEMMs per head: scores against the whole cache prefix, the causal softmax, P c_kv. */
+static void attend_run(keel_runner *r, int l, int i0, int g, const keel_kvcache *kc, int p0) {
+  const keel_config *c = &r->m->c;
+  const keel_backend *be = r->m->be;
+  int H = c->num_attention_heads, rkv = c->kv_lora_rank, dr = c->qk_rope_head_dim, len = p0 + g;
+  const float *ckv = kc->ckv + (size_t)l * kc->max_len * rkv, *kpe = kc->kpe + (size_t)l * kc->max_len * dr;
+  float scale = r->m->softmax_scale;
+#pragma omp parallel for schedule(static)
+  for (int h = 0; h < H; h++) {
+    float *S = keel_xmalloc((size_t)g * len * sizeof *S), *Q = keel_xmalloc((size_t)g * rkv * sizeof *Q);
+    float *Qp = keel_xmalloc((size_t)g * dr * sizeof *Qp), *O = keel_xcalloc((size_t)g * rkv, sizeof *O);
+    for (int i = 0; i < g; i++) {
+      memcpy(Q + (size_t)i * rkv, r->qabs + ((size_t)(i0 + i) * H + h) * rkv, (size_t)rkv * sizeof *Q);
+      memcpy(Qp + (size_t)i * dr, r->qpe + ((size_t)(i0 + i) * H + h) * dr, (size_t)dr * sizeof *Qp);
+    }
+    be->matmul(S, Q, ckv, g, rkv, len, 0);
+    be->matmul(S, Qp, kpe, g, dr, len, 1);
+    for (int i = 0; i < g; i++) {
+      float *a = S + (size_t)i * len, mx = -INFINITY, sum = 0;
+      int n = p0 + i + 1;
+      for (int j = 0; j < n; j++) mx = fmaxf(mx, a[j] *= scale);
+      for (int j = 0; j < n; j++) sum += a[j] = expf(a[j] - mx);
+      for (int j = 0; j < n; j++) a[j] /= sum;
+      for (int j = n; j < len; j++) a[j] = 0;
+    }
+    be->matmul_backward(O, NULL, S, NULL, ckv, g, rkv, len); /* O (g, rkv) = P (g, len) c_kv (len, rkv) */
+    for (int i = 0; i < g; i++)
+      memcpy(r->olat + ((size_t)(i0 + i) * H + h) * rkv, O + (size_t)i * rkv, (size_t)rkv * sizeof *O);
+    free(S), free(Q), free(Qp), free(O);
+  }
+}
+
 keel_status keel_runner_forward(keel_runner *r, int n, const int32_t *tok, keel_kvcache *const *cache,
                                 const int *pos, const unsigned char *want) {
   const keel_imodel *m = r->m;
@@ -168,11 +201,19 @@ keel_status keel_runner_forward(keel_runner *r, int n, const int32_t *tok, keel_
       for (int i = 0; i < n; i++)
         memcpy(r->qabs + ((size_t)i * H + h) * rkv, g2 + (size_t)i * rkv, (size_t)rkv * 4);
     }
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n;) { /* runs of one sequence's consecutive positions go through GEMMs */
+      int g = 1;
+      while (i + g < n && cache[i + g] == cache[i] && pos[i + g] == pos[i] + g) g++;
       keel_kvcache *kc = cache[i];
-      be->attention_latent(r->olat + (size_t)i * H * rkv, r->qabs + (size_t)i * H * rkv, r->qpe + (size_t)i * H * dr,
-                           kc->ckv + (size_t)l * kc->max_len * rkv, kc->kpe + (size_t)l * kc->max_len * dr,
-                           pos[i] + 1, H, rkv, dr, m->softmax_scale);
+      if (g >= 8) {
+        attend_run(r, l, i, g, kc, pos[i]);
+      } else {
+        for (int k = i; k < i + g; k++)
+          be->attention_latent(r->olat + (size_t)k * H * rkv, r->qabs + (size_t)k * H * rkv, r->qpe + (size_t)k * H * dr,
+                               kc->ckv + (size_t)l * kc->max_len * rkv, kc->kpe + (size_t)l * kc->max_len * dr,
+                               pos[k] + 1, H, rkv, dr, m->softmax_scale);
+      }
+      i += g;
     }
 #pragma omp parallel for schedule(static)
     for (int h = 0; h < H; h++) {

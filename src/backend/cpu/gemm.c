@@ -31,14 +31,17 @@ static _Thread_local size_t a_cap, b_cap, row_cap;
 
 KERNEL static void pack_panel(float *dst, const keel_gemm_b *b, int J, int s0, int S) {
   int w = S - s0 < NR ? S - s0 : NR;
-  if (b->w) { /* typed weight: row s of w is column s of B */
-    float *row = scratch(&row_buf, &row_cap, (size_t)J);
-    for (int c = 0; c < w; c++) {
-      keel_cpu_wmat_row(row, b->w, s0 + c);
-      for (int j = 0; j < J; j++) dst[(long)j * NR + c] = row[j];
+  if (b->w) { /* typed weight: row s of w is column s of B; 16 rows dequantised, then written across */
+    float *rows = scratch(&row_buf, &row_cap, (size_t)16 * J);
+    for (int c0 = 0; c0 < NR; c0 += 16) {
+      int n = w - c0 < 16 ? (w - c0 > 0 ? w - c0 : 0) : 16;
+      for (int c = 0; c < n; c++) keel_cpu_wmat_row(rows + (long)c * J, b->w, s0 + c0 + c);
+      for (int j = 0; j < J; j++) {
+        float *d = dst + (long)j * NR + c0;
+        for (int c = 0; c < n; c++) d[c] = rows[(long)c * J + j];
+        for (int c = n; c < 16; c++) d[c] = 0;
+      }
     }
-    for (int j = 0; j < J; j++)
-      for (int c = w; c < NR; c++) dst[(long)j * NR + c] = 0;
     return;
   }
   for (int j = 0; j < J; j++) {
