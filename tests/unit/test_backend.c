@@ -106,6 +106,34 @@ int main(void) {
   ref->cross_entropy(ls2, l2, tg, N, V, 0.25f);
   CHECK(rel(ls1, ls2, 7) < 1e-5 && rel(l1, l2, (size_t)N * V) < 1e-5 && ls1[3] == 0);
   free(l1), free(l2);
+  /* memory-bound ops over more rows than one 64-row chunk */
+  {
+    int R = 150, D = 40, pos[150];
+    float *x = rnd(&r, (size_t)R * D), *w = rnd(&r, (size_t)D), *dout = rnd(&r, (size_t)R * D), *u = rnd(&r, (size_t)R * D);
+    float ct[28], st[28], *o[2], *rs[2], *dx[2], *dw[2], *dg[2], *du[2], *ro[2];
+    for (int n = 0; n < R; n++) pos[n] = n % 7;
+    for (int i = 0; i < 28; i++) ct[i] = cosf(0.1f * i), st[i] = sinf(0.1f * i);
+    for (int b = 0; b < 2; b++) {
+      const keel_backend *be = b ? ref : fast;
+      o[b] = keel_xmalloc((size_t)R * D * 4), rs[b] = keel_xmalloc((size_t)R * 4), ro[b] = keel_xmalloc((size_t)R * D * 4);
+      dx[b] = keel_xcalloc((size_t)R * D, 4), dw[b] = keel_xcalloc((size_t)D, 4);
+      dg[b] = keel_xcalloc((size_t)R * D, 4), du[b] = keel_xcalloc((size_t)R * D, 4);
+      be->rmsnorm(o[b], rs[b], x, w, R, D, 1e-6f);
+      be->rmsnorm_backward(dx[b], dw[b], dout, x, w, rs[b], R, D);
+      be->swiglu_backward(dg[b], du[b], dout, x, u, R, D);
+      memcpy(ro[b], x, (size_t)R * D * 4);
+      be->rope(ro[b] + 2, pos, ct, st, R, 3, D, 12, 8, 0); /* 3 vectors of 8 per row, from column 2 */
+    }
+    CHECK(rel(o[0], o[1], (size_t)R * D) < 1e-6 && rel(dx[0], dx[1], (size_t)R * D) < 1e-6);
+    CHECK(rel(dw[0], dw[1], (size_t)D) < 1e-5 && rel(dg[0], dg[1], (size_t)R * D) < 1e-6 && rel(du[0], du[1], (size_t)R * D) < 1e-6);
+    CHECK(rel(ro[0], ro[1], (size_t)R * D) < 1e-6);
+    fast->rope(ro[0] + 2, pos, ct, st, R, 3, D, 12, 8, 1);
+    CHECK(rel(ro[0], x, (size_t)R * D) < 1e-5); /* the inverse undoes it */
+    for (int b = 0; b < 2; b++) (b ? ref : fast)->swiglu(o[b], x, u, R, D);
+    CHECK(rel(o[0], o[1], (size_t)R * D) < 1e-6);
+    for (int b = 0; b < 2; b++) free(o[b]), free(rs[b]), free(dx[b]), free(dw[b]), free(dg[b]), free(du[b]), free(ro[b]);
+    free(x), free(w), free(dout), free(u);
+  }
   /* AdamW: three steps from the same state, with and without weight decay, a length that is no multiple of 16 */
   {
     long n = 40007;

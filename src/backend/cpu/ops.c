@@ -207,6 +207,49 @@ static void attention_backward(float *dq, float *dkv, float *dkpe, const float *
   free(dpe);
 }
 
+/* The memory-bound ops, parallel over rows or elements (the reference's formulas). RMSNorm's
+ * weight gradient is summed over fixed 64-row chunks, then the chunks in order. */
+static void rmsnorm(float *out, float *rstd, const float *x, const float *w, int N, int D, float eps) {
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; n++) keel_cpu_ref_rmsnorm(out + (long)n * D, rstd + n, x + (long)n * D, w, 1, D, eps);
+}
+
+static void rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w,
+                             const float *rstd, int N, int D) {
+  enum { ROWS = 64 };
+  int nch = (N + ROWS - 1) / ROWS;
+  float *part = dw ? calloc((size_t)nch * D, sizeof *part) : NULL;
+  if (dw && !part) abort();
+#pragma omp parallel for schedule(static)
+  for (int ch = 0; ch < nch; ch++) {
+    int n0 = ch * ROWS, n = N - n0 < ROWS ? N - n0 : ROWS;
+    keel_cpu_ref_rmsnorm_backward(dx + (long)n0 * D, part ? part + (long)ch * D : NULL, dout + (long)n0 * D,
+                                  x + (long)n0 * D, w, rstd + n0, n, D);
+  }
+  for (int ch = 0; dw && ch < nch; ch++) axpy(dw, 1.0f, part + (long)ch * D, D);
+  free(part);
+}
+
+static void rope(float *x, const int *pos, const float *cos_t, const float *sin_t, int N, int n_vec, int row_stride,
+                 int vec_stride, int dr, int inverse) {
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; n++)
+    keel_cpu_ref_rope(x + (long)n * row_stride, pos + n, cos_t, sin_t, 1, n_vec, row_stride, vec_stride, dr, inverse);
+}
+
+static void swiglu(float *h, const float *g, const float *u, int N, int I) {
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; n++) keel_cpu_ref_swiglu(h + (long)n * I, g + (long)n * I, u + (long)n * I, 1, I);
+}
+
+static void swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u, int N, int I) {
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; n++) {
+    long o = (long)n * I;
+    keel_cpu_ref_swiglu_backward(dg + o, du + o, dh + o, g + o, u + o, 1, I);
+  }
+}
+
 /* AdamW, vectorised; the same formula as the reference. */
 KERNEL static void adamw_chunk(float *p, const float *g, float *m, float *v, long n, float lr, float beta1,
                                float beta2, float eps, float wd, float c1, float c2) {
@@ -255,14 +298,14 @@ static const keel_backend cpu = {
     .name = "cpu",
     .matmul = matmul,
     .matmul_backward = matmul_backward,
-    .rmsnorm = keel_cpu_ref_rmsnorm,
-    .rmsnorm_backward = keel_cpu_ref_rmsnorm_backward,
-    .rope = keel_cpu_ref_rope,
+    .rmsnorm = rmsnorm,
+    .rmsnorm_backward = rmsnorm_backward,
+    .rope = rope,
     .attention = attention,
     .attention_backward = attention_backward,
     .attention_latent = attention_latent,
-    .swiglu = keel_cpu_ref_swiglu,
-    .swiglu_backward = keel_cpu_ref_swiglu_backward,
+    .swiglu = swiglu,
+    .swiglu_backward = swiglu_backward,
     .cross_entropy = cross_entropy,
     .adamw = adamw,
     .matmul_w = keel_cpu_matmul_w,
