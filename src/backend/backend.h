@@ -19,6 +19,7 @@ typedef struct keel_wmat {
   int M, K;
   const void *data;   /* M*K elements: float, bf16 bits, int8 or e4m3 bytes; any alignment */
   const float *scale; /* INT8: (M) per row; FP8: (ceil(M/128), ceil(K/128)) block scales; else NULL */
+  int row0;           /* FP8 row views: row m is row row0 + m of the block-scale grid */
 } keel_wmat;
 
 typedef struct keel_backend {
@@ -60,6 +61,8 @@ typedef struct keel_backend {
   /* out (N, M) = x (N, K) w^T for a typed weight, dequantised on the fly:
    * few rows read each weight once; many rows take the GEMM path. */
   void (*matmul_w)(float *out, const float *x, const keel_wmat *w, int N);
+  /* out (N, K) = x (N, M) deq(w), the other side of the same weight */
+  void (*matmul_wt)(float *out, const float *x, const keel_wmat *w, int N);
   /* AdamW on n parameters: m, v moments; decoupled weight decay wd; bias-corrected with step t >= 1 */
   void (*adamw)(float *p, const float *g, float *m, float *v, long n, float lr, float beta1, float beta2, float eps,
                 float wd, int t);
@@ -78,6 +81,8 @@ size_t keel_wtype_size(keel_wtype t);
 const char *keel_wtype_name(keel_wtype t);
 /* Parses "f32", "bf16", "int8" or "fp8"; -1 if none. */
 int keel_wtype_parse(const char *s);
+/* Rows r0 .. r0+n of w, as a matrix of their own (no copy). */
+keel_wmat keel_wmat_rows(const keel_wmat *w, int r0, int n);
 /* Stores w (M, K) as type t in new buffers *data (and *scale, NULL if none), set in out. */
 void keel_wmat_quantize(keel_wmat *out, void **data, float **scale, const float *w, int M, int K, keel_wtype t);
 

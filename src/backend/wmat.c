@@ -23,7 +23,7 @@ int keel_wtype_parse(const char *s) {
 
 static float fp8_scale(const keel_wmat *w, long m, long k) {
   long bc = (w->K + 127) / 128;
-  return w->scale[(m / 128) * bc + k / 128];
+  return w->scale[((m + w->row0) / 128) * bc + k / 128];
 }
 
 float keel_wmat_get(const keel_wmat *w, long m, long k) {
@@ -48,6 +48,15 @@ void keel_wmat_row(float *dst, const keel_wmat *w, long m, long k0, long n) {
     return;
   }
   for (long k = 0; k < n; k++) dst[k] = keel_wmat_get(w, m, k0 + k);
+}
+
+keel_wmat keel_wmat_rows(const keel_wmat *w, int r0, int n) {
+  keel_wmat v = *w;
+  v.M = n;
+  v.data = (const uint8_t *)w->data + (size_t)r0 * w->K * keel_wtype_size(w->type);
+  if (w->type == KEEL_W_INT8) v.scale = w->scale + r0;
+  if (w->type == KEEL_W_FP8) v.row0 = w->row0 + r0;
+  return v;
 }
 
 void keel_wmat_quantize(keel_wmat *out, void **data, float **scale, const float *w, int M, int K, keel_wtype t) {
@@ -88,5 +97,5 @@ void keel_wmat_quantize(keel_wmat *out, void **data, float **scale, const float 
     }
   }
   *data = d, *scale = s;
-  *out = (keel_wmat){t, M, K, d, s};
+  *out = (keel_wmat){t, M, K, d, s, 0};
 }

@@ -55,7 +55,7 @@ static double peak_rss_mb(void) {
 }
 
 /* Bytes a decode step reads: every matrix but the embedding (one row), routed
- * experts at top-K of E, and the f32 absorbed-MLA matrices. */
+ * experts at top-K of E. */
 static double decode_bytes(const keel_imodel *im) {
   const keel_config *c = &im->c;
   double b = 0;
@@ -66,7 +66,6 @@ static double decode_bytes(const keel_imodel *im) {
     if (strstr(im->tab.t[i].name, "mlp.experts.")) x *= (double)c->num_experts_per_tok / c->n_routed_experts;
     b += x;
   }
-  b += 4.0 * c->num_hidden_layers * c->num_attention_heads * c->kv_lora_rank * (c->qk_nope_head_dim + c->v_head_dim);
   return b;
 }
 

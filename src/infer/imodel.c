@@ -52,8 +52,7 @@ static void bind(keel_imodel *im) {
   for (int i = 0; i < im->tab.n; i++) keel_strmap_put(&names, im->tab.t[i].name, strlen(im->tab.t[i].name), i);
   char n[128];
 #define W(...) (snprintf(n, sizeof n, __VA_ARGS__), find(im, &names, n))
-  int L = c->num_hidden_layers, H = c->num_attention_heads, dn = c->qk_nope_head_dim, dv = c->v_head_dim,
-      rkv = c->kv_lora_rank;
+  int L = c->num_hidden_layers, H = c->num_attention_heads, dn = c->qk_nope_head_dim, dv = c->v_head_dim;
   im->layers = own(im, keel_xcalloc((size_t)L, sizeof *im->layers));
   im->embed = W("model.embed_tokens.weight");
   im->head = W("lm_head.weight");
@@ -81,14 +80,11 @@ static void bind(keel_imodel *im) {
     y->kv_norm = W("%s.%d.self_attn.kv_a_layernorm.weight", p, l)->data;
     y->wo = W("%s.%d.self_attn.o_proj.weight", p, l);
     const keel_wmat *kvb = W("%s.%d.self_attn.kv_b_proj.weight", p, l);
-    y->uk_t = own(im, keel_xmalloc((size_t)H * rkv * dn * sizeof(float)));
-    y->uv = own(im, keel_xmalloc((size_t)H * dv * rkv * sizeof(float)));
-    for (int h = 0; h < H; h++) {
-      for (int i = 0; i < dn; i++)
-        for (int r = 0; r < rkv; r++)
-          y->uk_t[((size_t)h * rkv + r) * dn + i] = keel_wmat_get(kvb, (long)h * (dn + dv) + i, r);
-      for (int j = 0; j < dv; j++)
-        keel_wmat_row(y->uv + ((size_t)h * dv + j) * rkv, kvb, (long)h * (dn + dv) + dn + j, 0, rkv);
+    y->uk = own(im, keel_xmalloc((size_t)H * sizeof *y->uk));
+    y->uv = own(im, keel_xmalloc((size_t)H * sizeof *y->uv));
+    for (int h = 0; h < H; h++) { /* read in place, in the stored type */
+      y->uk[h] = keel_wmat_rows(kvb, h * (dn + dv), dn);
+      y->uv[h] = keel_wmat_rows(kvb, h * (dn + dv) + dn, dv);
     }
     y->moe = keel_config_is_moe_layer(c, l);
     if (!y->moe) {
@@ -128,7 +124,7 @@ static void set_typed(keel_imodel *im, int i, const float *f32, keel_wtype tt, i
   int M, K;
   shape_of(p, &M, &K);
   if (tt == KEEL_W_F32 && !copy) {
-    im->wm[i] = (keel_wmat){KEEL_W_F32, M, K, f32, NULL};
+    im->wm[i] = (keel_wmat){KEEL_W_F32, M, K, f32, NULL, 0};
     return;
   }
   void *data;
@@ -195,7 +191,7 @@ keel_status keel_imodel_load(keel_imodel *im, const char *dir, int type, const k
       float *scale; /* used as stored: the weight stays in the mapping */
       if ((st = keel_tensor_scale(&scale, t, keel_shards_scale(s, p->name), s->files[f]))) break;
       if (scale) own(im, scale);
-      im->wm[i] = (keel_wmat){tt, (int)p->shape[0], (int)p->shape[1], t->data, scale};
+      im->wm[i] = (keel_wmat){tt, (int)p->shape[0], (int)p->shape[1], t->data, scale, 0};
     } else {
       float *f32 = own(im, keel_xmalloc(p->numel * sizeof(float)));
       if ((st = keel_tensor_to_f32(f32, t, keel_shards_scale(s, p->name), s->files[f]))) break;

@@ -197,7 +197,7 @@ keel_status keel_runner_forward(keel_runner *r, int n, const int32_t *tok, keel_
         memcpy(g1 + (size_t)i * dn, r->q + (size_t)i * H * dq + (size_t)h * dq, (size_t)dn * 4);
         memcpy(r->qpe + ((size_t)i * H + h) * dr, r->q + (size_t)i * H * dq + (size_t)h * dq + dn, (size_t)dr * 4);
       }
-      be->matmul(g2, g1, y->uk_t + (size_t)h * rkv * dn, n, dn, rkv, 0);
+      be->matmul_wt(g2, g1, &y->uk[h], n); /* (n, rkv) = q_nope (n, dn) W_UK (dn, rkv) */
       for (int i = 0; i < n; i++)
         memcpy(r->qabs + ((size_t)i * H + h) * rkv, g2 + (size_t)i * rkv, (size_t)rkv * 4);
     }
@@ -220,7 +220,7 @@ keel_status keel_runner_forward(keel_runner *r, int n, const int32_t *tok, keel_
       float *g1 = r->hs1 + h * hs, *g2 = r->hs2 + h * hs;
       for (int i = 0; i < n; i++)
         memcpy(g1 + (size_t)i * rkv, r->olat + ((size_t)i * H + h) * rkv, (size_t)rkv * 4);
-      be->matmul(g2, g1, y->uv + (size_t)h * dv * rkv, n, rkv, dv, 0);
+      be->matmul_w(g2, g1, &y->uv[h], n); /* (n, dv) = o_lat (n, rkv) W_UV^T */
       for (int i = 0; i < n; i++)
         memcpy(r->o + (size_t)i * H * dv + (size_t)h * dv, g2 + (size_t)i * dv, (size_t)dv * 4);
     }

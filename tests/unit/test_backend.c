@@ -31,8 +31,8 @@ static void typed_weights(const keel_backend *fast, const keel_backend *ref, kee
   CHECK(keel_f32_to_f8e4m3(1.1875f) == 0x3a);  /* tie between 1.125 and 1.25 goes to even (1.25) */
   CHECK(keel_f32_to_f8e4m3(1e6f) == 0x7e && keel_f32_to_f8e4m3(-1e6f) == 0xfe); /* saturates at 448 */
   CHECK(keel_f32_to_f8e4m3(0x1p-10f) == 0x00 && keel_f32_to_f8e4m3(0x1.8p-9f) == 0x02); /* subnormal ties to even */
-  static const int shapes[][3] = {{1, 16, 5}, {3, 37, 130}, {5, 256, 129}, {15, 300, 64}, {16, 130, 70},
-                                  {40, 257, 200}};
+  static const int shapes[][3] = {{1, 16, 5},    {3, 37, 130},  {5, 256, 129}, {15, 300, 64},
+                                  {16, 130, 70}, {40, 257, 200}, {1, 200, 300}, {20, 64, 290}};
   for (int t = KEEL_W_F32; t <= KEEL_W_FP8; t++)
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
       int N = shapes[s][0], K = shapes[s][1], M = shapes[s][2];
@@ -61,6 +61,18 @@ static void typed_weights(const keel_backend *fast, const keel_backend *ref, kee
       ref->matmul_w(o2, x, &q, N);
       double e = rel(o1, o2, (size_t)N * M);
       CHECK_MSG(e < 1e-5, "matmul_w %s %dx%dx%d: %.3g", keel_wtype_name((keel_wtype)t), N, K, M, e);
+      /* the other side, out (N, K) = x (N, M) deq(w), on a view of rows M/3 .. M/3 + M/2 */
+      keel_wmat v = keel_wmat_rows(&q, M / 3, M / 2);
+      float *xt = rnd(r, (size_t)N * v.M), *t1 = keel_xmalloc((size_t)N * K * 4), *t2 = keel_xmalloc((size_t)N * K * 4);
+      fast->matmul_wt(t1, xt, &v, N);
+      ref->matmul_wt(t2, xt, &v, N);
+      int same = 1; /* the view reads the same values as the whole */
+      for (int m = 0; m < v.M; m++)
+        for (int k = 0; k < K; k += 7) same &= keel_wmat_get(&v, m, k) == keel_wmat_get(&q, M / 3 + m, k);
+      CHECK(same);
+      double et = v.M ? rel(t1, t2, (size_t)N * K) : 0;
+      CHECK_MSG(et < 1e-5, "matmul_wt %s %dx%dx%d: %.3g", keel_wtype_name((keel_wtype)t), N, v.M, K, et);
+      free(xt), free(t1), free(t2);
       free(x), free(w), free(data), free(scale), free(o1), free(o2);
     }
 }

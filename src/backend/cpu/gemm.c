@@ -31,6 +31,15 @@ static _Thread_local size_t a_cap, b_cap, row_cap;
 
 KERNEL static void pack_panel(float *dst, const keel_gemm_b *b, int J, int s0, int S) {
   int w = S - s0 < NR ? S - s0 : NR;
+  if (b->w && b->w_rows) { /* typed weight, row j of w is row j of B */
+    float *row = scratch(&row_buf, &row_cap, (size_t)b->w->K);
+    for (int j = 0; j < J; j++) {
+      keel_cpu_wmat_row(row, b->w, j);
+      memcpy(dst + (long)j * NR, row + s0, (size_t)w * sizeof *dst);
+      for (int c = w; c < NR; c++) dst[(long)j * NR + c] = 0;
+    }
+    return;
+  }
   if (b->w) { /* typed weight: row s of w is column s of B; 16 rows dequantised, then written across */
     float *rows = scratch(&row_buf, &row_cap, (size_t)16 * J);
     for (int c0 = 0; c0 < NR; c0 += 16) {

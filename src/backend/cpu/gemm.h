@@ -6,12 +6,16 @@
 #include "../backend.h"
 
 /* B of a GEMM: B(j, s) = b[j*rs + s*cs], or, when w is set, the weight
- * transposed, B(j, s) = deq(w)(s, j). */
+ * transposed, B(j, s) = deq(w)(s, j), or with w_rows the weight itself,
+ * B(j, s) = deq(w)(j, s). */
 typedef struct keel_gemm_b {
   const float *b;
   long rs, cs;
   const keel_wmat *w;
+  int w_rows;
 } keel_gemm_b;
+
+static inline keel_gemm_b keel_gemm_f32(const float *b, long rs, long cs) { return (keel_gemm_b){b, rs, cs, NULL, 0}; }
 
 /* C (R x S, row stride ldc) += A (R x J) B (J x S) with A(r, j) = a[r*a_rs + j*a_cs]. */
 void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, const keel_gemm_b *b, int R, int J, int S);
@@ -19,5 +23,7 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
 void keel_cpu_wmat_row(float *dst, const keel_wmat *w, long m);
 /* out (N, M) = x (N, K) deq(w)^T */
 void keel_cpu_matmul_w(float *out, const float *x, const keel_wmat *w, int N);
+/* out (N, K) = x (N, M) deq(w) */
+void keel_cpu_matmul_wt(float *out, const float *x, const keel_wmat *w, int N);
 
 #endif

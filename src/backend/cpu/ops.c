@@ -77,13 +77,13 @@ static void matmul(float *out, const float *x, const float *w, int N, int K, int
     return;
   }
   if (!accumulate) memset(out, 0, (size_t)N * M * sizeof *out);
-  keel_gemm_b b = {w, 1, K, NULL}; /* B(k, m) = w[m*K + k] */
+  keel_gemm_b b = keel_gemm_f32(w, 1, K); /* B(k, m) = w[m*K + k] */
   keel_cpu_gemm(out, M, x, K, 1, &b, N, K, M);
 }
 
 static void matmul_backward(float *dx, float *dw, const float *dout, const float *x, const float *w, int N, int K,
                             int M) {
-  keel_gemm_b bw = {w, K, 1, NULL}, bx = {x, K, 1, NULL};
+  keel_gemm_b bw = keel_gemm_f32(w, K, 1), bx = keel_gemm_f32(x, K, 1);
   if (dx) keel_cpu_gemm(dx, K, dout, M, 1, &bw, N, M, K); /* dx (N, K) += dout (N, M) w (M, K) */
   if (dw) keel_cpu_gemm(dw, K, dout, 1, M, &bx, M, N, K); /* dw (M, K) += dout^T (M, N) x (N, K) */
 }
@@ -130,7 +130,7 @@ static void scores_softmax(float *S, const float *q, const float *kv, const floa
                            int dv, float scale) {
   int dq = dn + dr, dkv = dn + dv;
   memset(S, 0, (size_t)T * T * sizeof *S);
-  keel_gemm_b bk = {kv, 1, (long)H * dkv, NULL}, bp = {kpe, 1, dr, NULL};
+  keel_gemm_b bk = keel_gemm_f32(kv, 1, (long)H * dkv), bp = keel_gemm_f32(kpe, 1, dr);
   keel_cpu_gemm(S, T, q, (long)H * dq, 1, &bk, T, dn, T);
   keel_cpu_gemm(S, T, q + dn, (long)H * dq, 1, &bp, T, dr, T);
   for (int t = 0; t < T; t++) {
@@ -156,7 +156,7 @@ static void attention(float *out, float *att, const float *q, const float *kv, c
       scores_softmax(P, qb, kvb, kpe + (long)b * T * dr, T, H, dn, dr, dv, scale);
       float *o = out + ((long)b * T * H + h) * dv;
       for (int t = 0; t < T; t++) memset(o + (long)t * H * dv, 0, (size_t)dv * sizeof *o);
-      keel_gemm_b bv = {kvb + dn, (long)H * dkv, 1, NULL};
+      keel_gemm_b bv = keel_gemm_f32(kvb + dn, (long)H * dkv, 1);
       keel_cpu_gemm(o, (long)H * dv, P, T, 1, &bv, T, T, dv);
     }
 }
@@ -180,7 +180,7 @@ static void attention_backward(float *dq, float *dkv, float *dkpe, const float *
       float *dqb = dq + row0 * dq_, *dkvb = dkv + row0 * dkv_, *dph = dpe + ((long)b * H + h) * T * dr;
       /* dP = dO V^T, then dS = P (dP - rowsum(P dP)) scale */
       memset(dS, 0, (size_t)T * T * sizeof *dS);
-      keel_gemm_b bvt = {kvb + dn, 1, (long)H * dkv_, NULL};
+      keel_gemm_b bvt = keel_gemm_f32(kvb + dn, 1, (long)H * dkv_);
       keel_cpu_gemm(dS, T, go, (long)H * dv, 1, &bvt, T, dv, T);
       for (int t = 0; t < T; t++) {
         const float *a = P + (long)t * T;
@@ -189,9 +189,9 @@ static void attention_backward(float *dq, float *dkv, float *dkpe, const float *
         for (int j = 0; j <= t; j++) d[j] = a[j] * (d[j] - s_dot) * scale;
         for (int j = t + 1; j < T; j++) d[j] = 0;
       }
-      keel_gemm_b bk = {kvb, (long)H * dkv_, 1, NULL}, bp = {pe, dr, 1, NULL};
-      keel_gemm_b bq = {qb, (long)H * dq_, 1, NULL}, bqp = {qb + dn, (long)H * dq_, 1, NULL};
-      keel_gemm_b bo = {go, (long)H * dv, 1, NULL};
+      keel_gemm_b bk = keel_gemm_f32(kvb, (long)H * dkv_, 1), bp = keel_gemm_f32(pe, dr, 1);
+      keel_gemm_b bq = keel_gemm_f32(qb, (long)H * dq_, 1), bqp = keel_gemm_f32(qb + dn, (long)H * dq_, 1);
+      keel_gemm_b bo = keel_gemm_f32(go, (long)H * dv, 1);
       keel_cpu_gemm(dqb, (long)H * dq_, dS, T, 1, &bk, T, T, dn);          /* dq_nope += dS k_nope */
       keel_cpu_gemm(dqb + dn, (long)H * dq_, dS, T, 1, &bp, T, T, dr);     /* dq_pe += dS k_pe */
       keel_cpu_gemm(dkvb, (long)H * dkv_, dS, 1, T, &bq, T, T, dn);        /* dk_nope += dS^T q_nope */
@@ -309,6 +309,7 @@ static const keel_backend cpu = {
     .cross_entropy = cross_entropy,
     .adamw = adamw,
     .matmul_w = keel_cpu_matmul_w,
+    .matmul_wt = keel_cpu_matmul_wt,
 };
 
 const keel_backend *keel_backend_cpu(void) { return &cpu; }

@@ -31,6 +31,17 @@ static void matmul_w(float *out, const float *x, const keel_wmat *w, int N) {
     }
 }
 
+/* out (N, K) = x (N, M) deq(w) */
+static void matmul_wt(float *out, const float *x, const keel_wmat *w, int N) {
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; n++)
+    for (int k = 0; k < w->K; k++) {
+      float s = 0;
+      for (int m = 0; m < w->M; m++) s += x[(long)n * w->M + m] * keel_wmat_get(w, m, k);
+      out[(long)n * w->K + k] = s;
+    }
+}
+
 static void matmul_backward(float *dx, float *dw, const float *dout, const float *x, const float *w, int N, int K,
                             int M) {
   if (dx)
@@ -250,6 +261,7 @@ static const keel_backend reference = {
     .cross_entropy = cross_entropy,
     .adamw = keel_cpu_ref_adamw,
     .matmul_w = matmul_w,
+    .matmul_wt = matmul_wt,
 };
 
 const keel_backend *keel_backend_cpu_reference(void) { return &reference; }

@@ -5,7 +5,10 @@
  * packing. */
 #include <immintrin.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "../../core/error.h"
 
 #include "gemm.h"
 #include "simd.h"
@@ -62,7 +65,7 @@ static inline A512 void deq512_fp8(v16 *o, const void *p) {
 }
 
 static inline float fp8_block_scale(const keel_wmat *w, long m, long k) {
-  return w->scale[(m / 128) * ((w->K + 127) / 128) + k / 128];
+  return w->scale[((m + w->row0) / 128) * ((w->K + 127) / 128) + k / 128];
 }
 
 /* One kernel per type: out[n][m] for rows n0..n0+rows (rows <= 4), weight rows m0..m1.
@@ -163,10 +166,30 @@ void keel_cpu_wmat_row(float *dst, const keel_wmat *w, long m) {
   }
 }
 
+void keel_cpu_matmul_wt(float *out, const float *x, const keel_wmat *w, int N) {
+  memset(out, 0, (size_t)N * w->K * sizeof *out);
+  if (N >= 16) {
+    keel_gemm_b b = {NULL, 0, 0, w, 1};
+    keel_cpu_gemm(out, w->K, x, w->M, 1, &b, N, w->M, w->K);
+    return;
+  }
+  /* few rows: each weight row is dequantised once and added into every output row */
+  float *row = keel_xmalloc((size_t)w->K * sizeof *row);
+  for (int m = 0; m < w->M; m++) {
+    keel_cpu_wmat_row(row, w, m);
+    for (int n = 0; n < N; n++) {
+      float a = x[(long)n * w->M + m], *o = out + (long)n * w->K;
+#pragma omp simd
+      for (int k = 0; k < w->K; k++) o[k] += a * row[k];
+    }
+  }
+  free(row);
+}
+
 void keel_cpu_matmul_w(float *out, const float *x, const keel_wmat *w, int N) {
   if (N >= 16) {
     memset(out, 0, (size_t)N * w->M * sizeof *out);
-    keel_gemm_b b = {NULL, 0, 0, w};
+    keel_gemm_b b = {NULL, 0, 0, w, 0};
     keel_cpu_gemm(out, w->M, x, w->K, 1, &b, N, w->K, w->M);
     return;
   }
