@@ -68,9 +68,11 @@ static inline float fp8_block_scale(const keel_wmat *w, long m, long k) {
   return w->scale[((m + w->row0) / 128) * ((w->K + 127) / 128) + k / 128];
 }
 
+#define PF_AHEAD 8192 /* bytes */
+
 /* One kernel per type: out[n][m] for rows n0..n0+rows (rows <= 4), weight rows m0..m1.
  * One row (decoding) runs two accumulators over k; more rows share each dequantised vector. */
-#define ROWS_KERNEL(NAME, DEQ, ESZ, TYPE, ATTR)                                                                \
+#define ROWS_KERNEL(NAME, DEQ, ESZ, TYPE, ATTR, HSUM)                                                                \
   ATTR static void NAME(float *out, const float *x, const keel_wmat *w, int n0, int rows, int m0, int m1) {   \
     int K = w->K, M = w->M, K16 = K & ~15, K64 = K & ~63;                                                    \
     const float *xr[4];                                                                                      \
@@ -83,6 +85,8 @@ static inline float fp8_block_scale(const keel_wmat *w, long m, long k) {
       if (rows == 1) {                                                                                       \
         for (; k < K64; k += 64) {                                                                           \
           v16 w2, w3;                                                                                        \
+          for (int pf = 0; pf < 64 * (ESZ); pf += 64) /* the stream runs ahead of the hardware's prefetch */ \
+            __builtin_prefetch(wr + (long)k * (ESZ) + PF_AHEAD + pf);                                         \
           DEQ(&wv, wr + (long)k * (ESZ));                                                                    \
           DEQ(&wu, wr + (long)(k + 16) * (ESZ));                                                             \
           DEQ(&w2, wr + (long)(k + 32) * (ESZ));                                                             \
@@ -108,7 +112,7 @@ static inline float fp8_block_scale(const keel_wmat *w, long m, long k) {
         a3 += *(const v16 *)(xr[3] + k) * wv;                                                                \
       }                                                                                                      \
       float s[4] = {0, 0, 0, 0};                                                                             \
-      for (int i = 0; i < 16; i++) s[0] += a0[i];                                                            \
+      s[0] = HSUM(a0);                                                                                       \
       for (int i = 0; rows > 1 && i < 16; i++) s[1] += a1[i], s[2] += a2[i], s[3] += a3[i];                  \
       for (; k < K; k++) {                                                                                   \
         float v = keel_wmat_get(w, m, k);                                                                    \
@@ -120,14 +124,24 @@ static inline float fp8_block_scale(const keel_wmat *w, long m, long k) {
     }                                                                                                        \
   }
 
-ROWS_KERNEL(rows_f32, deq_f32, 4, KEEL_W_F32, GENERIC)
-ROWS_KERNEL(rows_bf16, deq_bf16, 2, KEEL_W_BF16, GENERIC)
-ROWS_KERNEL(rows_int8, deq_int8, 1, KEEL_W_INT8, GENERIC)
-ROWS_KERNEL(rows_fp8, deq_fp8, 1, KEEL_W_FP8, GENERIC)
-ROWS_KERNEL(rows512_f32, deq512_f32, 4, KEEL_W_F32, A512)
-ROWS_KERNEL(rows512_bf16, deq512_bf16, 2, KEEL_W_BF16, A512)
-ROWS_KERNEL(rows512_int8, deq512_int8, 1, KEEL_W_INT8, A512)
-ROWS_KERNEL(rows512_fp8, deq512_fp8, 1, KEEL_W_FP8, A512)
+/* Horizontal sums: halving trees, not a chain of 16 dependent adds (per weight row). */
+static inline float hsum16(v16 a) {
+  typedef float v8 __attribute__((vector_size(32)));
+  v8 lo = {a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]}, hi = {a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]};
+  v8 t = lo + hi;
+  float p0 = (t[0] + t[4]) + (t[2] + t[6]), p1 = (t[1] + t[5]) + (t[3] + t[7]);
+  return p0 + p1;
+}
+static inline A512 float hsum512(v16 a) { return _mm512_reduce_add_ps((__m512)a); }
+
+ROWS_KERNEL(rows_f32, deq_f32, 4, KEEL_W_F32, GENERIC, hsum16)
+ROWS_KERNEL(rows_bf16, deq_bf16, 2, KEEL_W_BF16, GENERIC, hsum16)
+ROWS_KERNEL(rows_int8, deq_int8, 1, KEEL_W_INT8, GENERIC, hsum16)
+ROWS_KERNEL(rows_fp8, deq_fp8, 1, KEEL_W_FP8, GENERIC, hsum16)
+ROWS_KERNEL(rows512_f32, deq512_f32, 4, KEEL_W_F32, A512, hsum512)
+ROWS_KERNEL(rows512_bf16, deq512_bf16, 2, KEEL_W_BF16, A512, hsum512)
+ROWS_KERNEL(rows512_int8, deq512_int8, 1, KEEL_W_INT8, A512, hsum512)
+ROWS_KERNEL(rows512_fp8, deq512_fp8, 1, KEEL_W_FP8, A512, hsum512)
 
 #define ROW_DEQ(NAME, DEQ, ESZ, ATTR)                                                           \
   ATTR static void NAME(float *dst, const keel_wmat *w, long m) {                            \
