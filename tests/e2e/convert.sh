@@ -35,7 +35,8 @@ done
 set +e
 "$KEEL" convert -m "$M" -o "$T/x" 2> "$T/err"; rc=$?
 [ $rc = 2 ] && grep -q "dtype" "$T/err" || fail "missing --dtype: exit $rc, $(cat "$T/err")"
+"$KEEL" convert -m "$M" --dtype int4 -o "$T/x" 2> "$T/err"; rc=$?
+[ $rc = 2 ] && grep -q "f32, bf16, int8 or fp8" "$T/err" || fail "bad --dtype: exit $rc, $(cat "$T/err")"
 "$KEEL" convert -m "$T/nope" --dtype bf16 -o "$T/x" 2> "$T/err"; rc=$?
 [ $rc != 0 ] && [ "$(wc -l < "$T/err")" = 1 ] || fail "missing dir: exit $rc, $(cat "$T/err")"
 set -e
-echo ok
