@@ -112,7 +112,7 @@ static inline float fp8_block_scale(const keel_wmat *w, long m, long k) {
         a3 += *(const v16 *)(xr[3] + k) * wv;                                                                \
       }                                                                                                      \
       float s[4] = {0, 0, 0, 0};                                                                             \
-      s[0] = HSUM(a0);                                                                                       \
+      s[0] = HSUM(&a0);                                                                                       \
       for (int i = 0; rows > 1 && i < 16; i++) s[1] += a1[i], s[2] += a2[i], s[3] += a3[i];                  \
       for (; k < K; k++) {                                                                                   \
         float v = keel_wmat_get(w, m, k);                                                                    \
@@ -125,14 +125,15 @@ static inline float fp8_block_scale(const keel_wmat *w, long m, long k) {
   }
 
 /* Horizontal sums: halving trees, not a chain of 16 dependent adds (per weight row). */
-static inline float hsum16(v16 a) {
+static inline float hsum16(const v16 *v) {
   typedef float v8 __attribute__((vector_size(32)));
+  const float *a = (const float *)v;
   v8 lo = {a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]}, hi = {a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]};
   v8 t = lo + hi;
   float p0 = (t[0] + t[4]) + (t[2] + t[6]), p1 = (t[1] + t[5]) + (t[3] + t[7]);
   return p0 + p1;
 }
-static inline A512 float hsum512(v16 a) { return _mm512_reduce_add_ps((__m512)a); }
+static inline A512 float hsum512(const v16 *a) { return _mm512_reduce_add_ps((__m512)*a); }
 
 ROWS_KERNEL(rows_f32, deq_f32, 4, KEEL_W_F32, GENERIC, hsum16)
 ROWS_KERNEL(rows_bf16, deq_bf16, 2, KEEL_W_BF16, GENERIC, hsum16)
