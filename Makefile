@@ -33,6 +33,9 @@ FEATURES := -DKEEL_HAVE_MHD=$(HAVE_MHD) -DKEEL_HAVE_MPI=$(HAVE_MPI) -DKEEL_HAVE_
             -DKEEL_HAVE_CUDA=$(HAVE_CUDA) -DKEEL_HAVE_ZSTD=$(HAVE_ZSTD) -DKEEL_HAVE_OPENBLAS=$(HAVE_OPENBLAS)
 
 ALL_CFLAGS = $(BASE) $(OPENMP) $(CFLAGS) $(FEATURES)
+ifeq ($(HAVE_MHD),1)
+LDLIBS += -lmicrohttpd
+endif
 
 .PHONY: all lib keel test demo asan fuzz features setup unit clean bench
 all: check-deps $(BUILD)/keel $(BUILD)/libkeel.a

