@@ -50,7 +50,7 @@ features:
 	echo "  $$(yn $(HAVE_JANSSON)) jansson   JSON (tokenizer.json, safetensors headers, manifests)"; \
 	echo "  $$(yn $(HAVE_XXHASH)) xxhash    xxh3 checksums of shards and checkpoints"; \
 	echo "optional:"; \
-	echo "  $$(yn $(HAVE_MHD)) libmicrohttpd  keel serve (not yet used)"; \
+	echo "  $$(yn $(HAVE_MHD)) libmicrohttpd  keel serve: the HTTP server"; \
 	echo "  $$(yn $(HAVE_MPI)) MPI            multi-process training (not yet used)"; \
 	echo "  $$(yn $(HAVE_OPENCL)) OpenCL         OpenCL backend (not yet used)"; \
 	echo "  $$(yn $(HAVE_CUDA)) CUDA (nvcc)    CUDA backend (not yet used)"; \

@@ -175,7 +175,7 @@ int keel_cmd_features(int argc, char **argv) {
   } f[] = {
       {"jansson " JANSSON_VERSION, "JSON: tokenizer.json, safetensors headers, manifests", 1},
       {"xxhash", "xxh3 checksums of shards and checkpoints", 1},
-      {"libmicrohttpd", "keel serve (not yet used)", KEEL_HAVE_MHD},
+      {"libmicrohttpd", "keel serve: the HTTP server", KEEL_HAVE_MHD},
       {"MPI", "multi-process training (not yet used)", KEEL_HAVE_MPI},
       {"OpenCL", "OpenCL backend (not yet used)", KEEL_HAVE_OPENCL},
       {"CUDA", "CUDA backend (not yet used)", KEEL_HAVE_CUDA},
