@@ -342,7 +342,7 @@ static json_t *logprobs_json(keel_srv *s, const keel_req *r, int chat) {
 }
 
 /* DeepSeek reasoning: text between <think> and </think> at the start is reasoning_content. */
-static void split_think(const char *t, size_t n, size_t *r0, size_t *rn, size_t *c0) {
+void keel_split_think(const char *t, size_t n, size_t *r0, size_t *rn, size_t *c0) {
   size_t i = 0;
   while (i < n && (t[i] == ' ' || t[i] == '\n')) i++;
   *r0 = *rn = 0, *c0 = 0;
@@ -400,7 +400,7 @@ void keel_api_completions(keel_srv *s, json_t *req, int chat, keel_reply *out) {
                           "logprobs", logprobs_json(s, r[i], chat));
     if (chat) {
       size_t r0, rn, c0;
-      split_think(r[i]->text ? r[i]->text : "", r[i]->len, &r0, &rn, &c0);
+      keel_split_think(r[i]->text ? r[i]->text : "", r[i]->len, &r0, &rn, &c0);
       json_t *msg = json_pack("{s:s, s:o}", "role", "assistant", "content", jstr(r[i]->text + c0, r[i]->len - c0));
       if (rn) json_object_set_new(msg, "reasoning_content", jstr(r[i]->text + r0, rn));
       json_object_set_new(c, "message", msg);
@@ -468,7 +468,7 @@ static int collect(keel_stream *st) {
     if (r->ready > st->sent[i]) {
       if (st->p.chat) {
         size_t r0, rn, c0;
-        split_think(r->text, r->ready, &r0, &rn, &c0);
+        keel_split_think(r->text, r->ready, &r0, &rn, &c0);
         json_t *d = json_object();
         size_t from = st->sent[i];
         if (rn && from < r0 + rn) {

@@ -35,6 +35,9 @@ void keel_api_completions(keel_srv *s, json_t *req, int chat, keel_reply *out);
 void keel_api_tokenize(keel_srv *s, json_t *req, keel_reply *out);
 void keel_api_detokenize(keel_srv *s, json_t *req, keel_reply *out);
 
+/* DeepSeek reasoning: text[r0, r0+rn) is inside <think>...</think> at the start, text[c0..] the answer. */
+void keel_split_think(const char *text, size_t n, size_t *r0, size_t *rn, size_t *c0);
+
 /* The SSE stream of a streamed completion: reads events as the engine makes them. */
 long keel_stream_read(struct keel_stream *st, char *buf, size_t max); /* -1: end */
 void keel_stream_free(struct keel_stream *st);

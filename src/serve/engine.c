@@ -72,8 +72,7 @@ static size_t utf8_incomplete_tail(const char *t, size_t n) {
   return 0;
 }
 
-/* After new bytes: cut at a stop string (returns 1), else advance ready past what cannot start one. */
-static int settle_text(keel_req *r) {
+int keel_req_settle(keel_req *r) {
   size_t from = r->ready;
   for (int i = 0; i < r->n_stop; i++) {
     size_t sl = strlen(r->stop[i]);
@@ -192,7 +191,7 @@ static void advance(keel_engine *e, int s, const float *logits) {
   }
   size_t n = 0;
   if (!keel_tokenizer_decode(e->tok, &t, 1, KEEL_TOK_SKIP_SPECIAL, &e->dec, &n, &e->dec_cap)) append(r, e->dec, n);
-  if (settle_text(r)) finish(e, s, "stop");
+  if (keel_req_settle(r)) finish(e, s, "stop");
   else if (r->n_gen >= r->max_tokens || sl->cache.len >= e->ctx) finish(e, s, "length");
 }
 
@@ -296,7 +295,7 @@ void keel_engine_stop(keel_engine *e) {
 
 int keel_engine_submit(keel_engine *e, keel_req *r) {
   pthread_mutex_lock(&e->mu);
-  if (e->n_wait >= e->queue_max) {
+  if (e->n_wait >= e->queue_max + (e->n_slots - e->st.running)) { /* free slots take requests at once */
     pthread_mutex_unlock(&e->mu);
     return -1;
   }

@@ -16,7 +16,7 @@ tail -c +14 "$T/gen.txt" | head -c -1 > "$T/expected.txt" # drop the echoed prom
 PORT=$(node -e "const s=require('net').createServer();s.listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})")
 "$KEEL" serve -m "$M" --port "$PORT" -c 256 -np 4 --alias micro --api-key sekret --metrics 2> "$T/serve.log" &
 SERVER=$!
-trap 'kill $SERVER 2>/dev/null; rm -rf "$T"' EXIT
+trap 'kill $SERVER 2>/dev/null || true; rm -rf "$T"' EXIT
 for i in $(seq 100); do
   curl -sf "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break
   kill -0 $SERVER 2>/dev/null || fail "keel serve exited: $(cat "$T/serve.log")"
@@ -27,3 +27,12 @@ node tests/e2e/serve_fuzz.mjs "$PORT" sekret 10000 || fail "hostile requests"
 kill -0 $SERVER 2>/dev/null || fail "the server died"
 kill -TERM $SERVER
 wait $SERVER || fail "keel serve did not stop cleanly: $(tail -3 "$T/serve.log")"
+# capacity: one slot and no queue; a request for two choices needs two, so it is refused with 503
+"$KEEL" serve -m "$M" --port "$PORT" -c 64 -np 1 --queue 0 2> "$T/serve2.log" &
+SERVER=$!
+for i in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break; sleep 0.1; done
+code=$(curl -s -o "$T/r.json" -w '%{http_code}' "http://127.0.0.1:$PORT/v1/completions" -d '{"prompt": "a", "max_tokens": 4, "n": 2}')
+[ "$code" = 503 ] && grep -q '"code":503' "$T/r.json" || fail "beyond capacity: $code $(cat "$T/r.json")"
+code=$(curl -s -o "$T/r.json" -w '%{http_code}' "http://127.0.0.1:$PORT/v1/completions" -d '{"prompt": "a", "max_tokens": 4}')
+[ "$code" = 200 ] || fail "within capacity: $code $(cat "$T/r.json")"
+echo "capacity: beyond the slots and queue 503, within 200"
