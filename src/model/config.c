@@ -73,7 +73,7 @@ keel_status keel_config_parse(keel_config *c, const json_t *j, const char *name)
   c->n_routed_experts = get_int(&r, "n_routed_experts", 0, 0, 0);
   int moe = c->n_routed_experts > 0;
   c->intermediate_size = get_int(&r, "intermediate_size", 0, 0, 1);
-  c->moe_intermediate_size = get_int(&r, "moe_intermediate_size", 0, moe, 1);
+  c->moe_intermediate_size = get_int(&r, "moe_intermediate_size", 0, moe, moe);
   c->n_shared_experts = get_int(&r, "n_shared_experts", 0, 0, 0);
   c->num_experts_per_tok = get_int(&r, "num_experts_per_tok", moe ? 0 : 1, moe, 1);
   c->n_group = get_int(&r, "n_group", 1, 0, 1);

@@ -13,6 +13,8 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include "../io/file.h"
 #include "api.h"
@@ -86,6 +88,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
   conn *cn = *con_cls;
   if (!cn) { /* first call: headers only */
     *con_cls = cn = keel_xcalloc(1, sizeof *cn);
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    int one = 1; /* stream chunks leave at once, not when the previous one is acknowledged */
+    if (ci) setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     return MHD_YES;
   }
   if (*upload_size) { /* a piece of the body */

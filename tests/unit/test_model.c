@@ -46,6 +46,19 @@ static void test_config(void) {
                    " \"v_head_dim\": 4, \"rope_scaling\": {\"type\": \"yarn\", \"factor\": 40, \"beta_fast\": 32,"
                    " \"beta_slow\": 1, \"mscale\": 1.0, \"mscale_all_dim\": 1.0, \"original_max_position_embeddings\": 4096}}";
   keel_config c3 = parse(v3);
+  { /* what keel writes it reads back: dense and MoE configs */
+    const keel_config *both[2] = {&c, &c3};
+    for (int k = 0; k < 2; k++) {
+      json_t *j = keel_config_to_json(both[k]);
+      keel_config back;
+      keel_status st = keel_config_parse(&back, j, "written");
+      CHECK_MSG(st == KEEL_OK && back.hidden_size == both[k]->hidden_size &&
+                    back.n_routed_experts == both[k]->n_routed_experts &&
+                    back.moe_intermediate_size == both[k]->moe_intermediate_size,
+                "config round trip %d: %s", k, st ? keel_errmsg() : "fields differ");
+      json_decref(j);
+    }
+  }
   double f[32];
   keel_config_rope_freqs(&c3, f);
   CHECK(fabs(f[0] - 1.0) < 1e-12 && fabs(f[10] / 5.623413e-2 - 1) < 1e-5 && fabs(f[11] / 3.900693e-2 - 1) < 1e-5);

@@ -202,7 +202,7 @@ void keel_cpu_matmul_wt(float *out, const float *x, const keel_wmat *w, int N) {
 }
 
 void keel_cpu_matmul_w(float *out, const float *x, const keel_wmat *w, int N) {
-  if (N >= 16) {
+  if (N >= 32) { /* up to 32 rows (batched decoding), rows share each weight read */
     memset(out, 0, (size_t)N * w->M * sizeof *out);
     keel_gemm_b b = {NULL, 0, 0, w, 0};
     keel_cpu_gemm(out, w->M, x, w->K, 1, &b, N, w->K, w->M);
