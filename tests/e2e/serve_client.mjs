@@ -99,6 +99,8 @@ for (const [path, body, want] of cases) {
 }
 const [st401] = await raw('/v1/models', undefined, { Authorization: 'Bearer wrong' }, 'GET');
 check(st401 === 401, 'wrong key must give 401');
+const nokey = await fetch(base + '/v1/completions', { method: 'POST', body: '{"prompt": "a"}' });
+check(nokey.status === 401 && (await nokey.json()).error.code === 401, 'a missing key must give 401');
 const h = await fetch(base + '/health');
 check(h.status === 200, '/health is not behind the key');
 const [mst, models] = await raw('/v1/models', undefined, {}, 'GET');
