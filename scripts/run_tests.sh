@@ -27,7 +27,10 @@ run() { # name, command...
 for t in build/tests/test_*; do [ -x "$t" ] && run "unit/$(basename "$t")" "$t"; done
 for t in build/asan/tests/test_*; do [ -x "$t" ] && run "asan/$(basename "$t")" "$t"; done
 for s in tests/e2e/*.sh; do run "e2e/$(basename "$s" .sh)" bash "$s"; done
-if [ -x build/asan/keel ]; then KEEL=build/asan/keel run "e2e-asan/cli_errors" bash tests/e2e/cli_errors.sh; fi
+if [ -x build/asan/keel ]; then
+  KEEL=build/asan/keel run "e2e-asan/cli_errors" bash tests/e2e/cli_errors.sh
+  KEEL=build/asan/keel run "e2e-asan/serve" bash tests/e2e/serve.sh
+fi
 for f in build/fuzz/fuzz_*; do
   [ -x "$f" ] || continue
   name=$(basename "$f")

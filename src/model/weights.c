@@ -43,7 +43,7 @@ keel_status keel_tensor_to_f32(float *dst, const keel_st_tensor *t, const keel_s
       break;
     case KEEL_DTYPE_I8:
     case KEEL_DTYPE_F8_E4M3: {
-      keel_wmat w = {t->dtype == KEEL_DTYPE_I8 ? KEEL_W_INT8 : KEEL_W_FP8, (int)t->shape[0], (int)t->shape[1], p, sc};
+      keel_wmat w = {t->dtype == KEEL_DTYPE_I8 ? KEEL_W_INT8 : KEEL_W_FP8, (int)t->shape[0], (int)t->shape[1], p, sc, 0};
       for (int64_t r = 0; r < w.M; r++) keel_wmat_row(dst + r * w.K, &w, r, 0, w.K);
       break;
     }

@@ -251,7 +251,7 @@ static int parse(keel_srv *s, json_t *req, int chat, params *p, keel_reply *out)
   if (chat ? chat_prompt(s, json_object_get(req, "messages"), &p->prompt, out)
            : text_prompt(s, json_object_get(req, "prompt"), &p->prompt, out))
     return -1;
-  int ctx = keel_engine_ctx(s->eng);
+  int ctx = s->o->ctx;
   if (p->prompt.n == 0 && s->tok->bos_id >= 0) keel_ids_push(&p->prompt, s->tok->bos_id);
   if (p->prompt.n == 0) return BAD(chat ? "messages" : "prompt", "the prompt is empty");
   if ((long)p->prompt.n >= ctx) {
@@ -266,6 +266,13 @@ static int parse(keel_srv *s, json_t *req, int chat, params *p, keel_reply *out)
 static void params_free(params *p) {
   for (int i = 0; i < p->n_stop; i++) free(p->stop[i]);
   keel_ids_free(&p->prompt);
+}
+
+int keel_api_check(keel_srv *s, json_t *req, int chat, keel_reply *out) {
+  params p;
+  int r = parse(s, req, chat, &p, out);
+  params_free(&p);
+  return r;
 }
 
 /* ---- running ---- */

@@ -32,6 +32,8 @@ void keel_reply_error(keel_reply *out, int status, const char *type, const char 
 void keel_reply_json(keel_reply *out, int status, json_t *j); /* steals j */
 
 void keel_api_completions(keel_srv *s, json_t *req, int chat, keel_reply *out);
+/* Only checks a completions request (0, or -1 with the error in out); needs s->o and s->tok. */
+int keel_api_check(keel_srv *s, json_t *req, int chat, keel_reply *out);
 void keel_api_tokenize(keel_srv *s, json_t *req, keel_reply *out);
 void keel_api_detokenize(keel_srv *s, json_t *req, keel_reply *out);
 

@@ -5,6 +5,7 @@
  * register tile (24 vector accumulators) runs over them. Threads take whole
  * panels, so every C element is summed in the same order whatever the thread
  * count. Packing buffers belong to each thread and are kept between calls. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,13 +27,38 @@ static float *scratch(float **buf, size_t *cap, size_t n) {
   return *buf;
 }
 
-static _Thread_local float *a_buf, *b_buf, *row_buf;
-static _Thread_local size_t a_cap, b_cap, row_cap;
+/* Each thread's packing buffers, freed when the thread ends. */
+typedef struct bufs {
+  float *a, *b, *row;
+  size_t a_cap, b_cap, row_cap;
+} bufs;
+
+static pthread_key_t bufs_key;
+static pthread_once_t bufs_once = PTHREAD_ONCE_INIT;
+
+static void bufs_free(void *p) {
+  bufs *t = p;
+  free(t->a), free(t->b), free(t->row), free(t);
+}
+
+static void bufs_init(void) { pthread_key_create(&bufs_key, bufs_free); }
+
+static bufs *my_bufs(void) {
+  pthread_once(&bufs_once, bufs_init);
+  bufs *t = pthread_getspecific(bufs_key);
+  if (!t) {
+    t = calloc(1, sizeof *t);
+    if (!t) abort();
+    pthread_setspecific(bufs_key, t);
+  }
+  return t;
+}
 
 KERNEL static void pack_panel(float *dst, const keel_gemm_b *b, int J, int s0, int S) {
   int w = S - s0 < NR ? S - s0 : NR;
   if (b->w && b->w_rows) { /* typed weight, row j of w is row j of B */
-    float *row = scratch(&row_buf, &row_cap, (size_t)b->w->K);
+    bufs *t = my_bufs();
+    float *row = scratch(&t->row, &t->row_cap, (size_t)b->w->K);
     for (int j = 0; j < J; j++) {
       keel_cpu_wmat_row(row, b->w, j);
       memcpy(dst + (long)j * NR, row + s0, (size_t)w * sizeof *dst);
@@ -41,7 +67,8 @@ KERNEL static void pack_panel(float *dst, const keel_gemm_b *b, int J, int s0, i
     return;
   }
   if (b->w) { /* typed weight: row s of w is column s of B; 16 rows dequantised, then written across */
-    float *rows = scratch(&row_buf, &row_cap, (size_t)16 * J);
+    bufs *t = my_bufs();
+    float *rows = scratch(&t->row, &t->row_cap, (size_t)16 * J);
     for (int c0 = 0; c0 < NR; c0 += 16) {
       int n = w - c0 < 16 ? (w - c0 > 0 ? w - c0 : 0) : 16;
       for (int c = 0; c < n; c++) keel_cpu_wmat_row(rows + (long)c * J, b->w, s0 + c0 + c);
@@ -118,11 +145,13 @@ KERNEL static void tile(float *c, long ldc, const float *ap, const float *bp, in
 void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, const keel_gemm_b *b, int R, int J,
                    int S) {
   int np = (S + NR - 1) / NR, nb = (R + MR - 1) / MR;
-  float *ap = scratch(&a_buf, &a_cap, (size_t)nb * J * MR);
+  bufs *mine = my_bufs();
+  float *ap = scratch(&mine->a, &mine->a_cap, (size_t)nb * J * MR);
   pack_a(ap, a, a_rs, a_cs, R, J);
 #pragma omp parallel for schedule(static)
   for (int p = 0; p < np; p++) {
-    float *bp = scratch(&b_buf, &b_cap, (size_t)J * NR);
+    bufs *t = my_bufs();
+    float *bp = scratch(&t->b, &t->b_cap, (size_t)J * NR);
     pack_panel(bp, b, J, p * NR, S);
     int cols = S - p * NR < NR ? S - p * NR : NR;
     for (int j0 = 0; j0 < J; j0 += KC) {
