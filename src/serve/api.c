@@ -282,7 +282,7 @@ typedef struct keel_stream {
   params p;
   keel_req *r[MAX_N];
   size_t sent[MAX_N];   /* bytes of each choice's text already sent */
-  int first_sent[MAX_N], final_sent[MAX_N], think[MAX_N];
+  int first_sent[MAX_N], final_sent[MAX_N], lp_sent[MAX_N];
   int stage;            /* 0 running, 1 usage/DONE pending, 2 over */
   char id[48];
   long created;
@@ -321,10 +321,11 @@ static json_t *token_json(keel_srv *s, int32_t id) {
   return t;
 }
 
-static json_t *logprobs_json(keel_srv *s, const keel_req *r, int chat) {
+/* Logprobs of tokens i0..i1-1 in the chat or the completions shape. */
+static json_t *logprobs_json(keel_srv *s, const keel_req *r, int chat, int i0, int i1) {
   if (r->top_logprobs < 0 || !r->lp) return json_null();
   json_t *content = json_array(), *tokens = json_array(), *tlp = json_array(), *top = json_array();
-  for (int i = 0; i < r->n_gen; i++) {
+  for (int i = i0; i < i1; i++) {
     const keel_logprob *l = &r->lp[i];
     json_t *t = token_json(s, l->id), *alts = json_array(), *alto = json_object();
     for (int k = 0; k < r->top_logprobs; k++) {
@@ -404,7 +405,7 @@ void keel_api_completions(keel_srv *s, json_t *req, int chat, keel_reply *out) {
   for (int i = 0; i < p.n; i++) {
     if (r[i]->err[0]) err = r[i]->err;
     json_t *c = json_pack("{s:i, s:s, s:o}", "index", i, "finish_reason", r[i]->finish ? r[i]->finish : "stop",
-                          "logprobs", logprobs_json(s, r[i], chat));
+                          "logprobs", logprobs_json(s, r[i], chat, 0, r[i]->n_gen));
     if (chat) {
       size_t r0, rn, c0;
       keel_split_think(r[i]->text ? r[i]->text : "", r[i]->len, &r0, &rn, &c0);
@@ -447,11 +448,16 @@ static void emit(keel_stream *st, json_t *j) {
   free(s);
 }
 
+/* A chunk of choice i; its logprobs are those of the tokens whose text is now all sent. */
 static json_t *chunk(keel_stream *st, int i, json_t *delta_or_text, const char *finish) {
   json_t *c = json_pack("{s:i, s:o}", "index", i, "finish_reason", finish ? json_string(finish) : json_null());
   if (st->p.chat) json_object_set_new(c, "delta", delta_or_text);
   else json_object_set_new(c, "text", delta_or_text);
-  json_object_set_new(c, "logprobs", json_null());
+  const keel_req *r = st->r[i];
+  int i1 = st->lp_sent[i];
+  while (r->lp && i1 < r->n_gen && (r->lp[i1].end <= st->sent[i] || r->done)) i1++;
+  json_object_set_new(c, "logprobs", i1 > st->lp_sent[i] ? logprobs_json(st->s, r, st->p.chat, st->lp_sent[i], i1) : json_null());
+  st->lp_sent[i] = i1;
   return json_pack("{s:s, s:s, s:I, s:s, s:[o]}", "id", st->id, "object",
                    st->p.chat ? "chat.completion.chunk" : "text_completion", "created", (json_int_t)st->created,
                    "model", st->s->model_id, "choices", c);
@@ -473,11 +479,12 @@ static int collect(keel_stream *st) {
       continue;
     }
     if (r->ready > st->sent[i]) {
+      size_t from = st->sent[i];
+      st->sent[i] = r->ready; /* chunk() reads how far the text has gone */
       if (st->p.chat) {
         size_t r0, rn, c0;
         keel_split_think(r->text, r->ready, &r0, &rn, &c0);
         json_t *d = json_object();
-        size_t from = st->sent[i];
         if (rn && from < r0 + rn) {
           size_t a = from > r0 ? from : r0;
           json_object_set_new(d, "reasoning_content", jstr(r->text + a, r0 + rn - a));
@@ -487,9 +494,8 @@ static int collect(keel_stream *st) {
         if (json_object_size(d)) emit(st, chunk(st, i, d, NULL));
         else json_decref(d);
       } else {
-        emit(st, chunk(st, i, jstr(r->text + st->sent[i], r->ready - st->sent[i]), NULL));
+        emit(st, chunk(st, i, jstr(r->text + from, r->ready - from), NULL));
       }
-      st->sent[i] = r->ready;
       any = 1;
     }
     if (r->done && !st->final_sent[i] && st->sent[i] >= r->ready) {

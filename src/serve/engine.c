@@ -191,6 +191,7 @@ static void advance(keel_engine *e, int s, const float *logits) {
   }
   size_t n = 0;
   if (!keel_tokenizer_decode(e->tok, &t, 1, KEEL_TOK_SKIP_SPECIAL, &e->dec, &n, &e->dec_cap)) append(r, e->dec, n);
+  if (r->lp) r->lp[r->n_gen - 1].end = r->len;
   if (keel_req_settle(r)) finish(e, s, "stop");
   else if (r->n_gen >= r->max_tokens || sl->cache.len >= e->ctx) finish(e, s, "length");
 }

@@ -14,6 +14,7 @@
 #include "../infer/session.h"
 
 typedef struct keel_logprob {
+  size_t end; /* bytes of text once this token's are in */
   int32_t id;
   float logprob;
   int32_t top_id[20];

@@ -59,6 +59,13 @@ const lc = lp.choices[0].logprobs.content;
 check(lc.length === 4 && lc[0].top_logprobs.length === 3 && lc[0].logprob <= 0 &&
       lc[0].top_logprobs[0].logprob >= lc[0].logprob - 1e-6, 'logprobs');
 
+let slp = [];
+for await (const ch of await client.chat.completions.create({ model: modelId, messages: msgs, max_tokens: 4, temperature: 0,
+  logprobs: true, top_logprobs: 3, stream: true }))
+  for (const c of ch.choices) if (c.logprobs) slp = slp.concat(c.logprobs.content);
+check(slp.length === 4 && slp.every((t, i) => t.token === lc[i].token && Math.abs(t.logprob - lc[i].logprob) < 1e-5),
+  'streamed logprobs differ from the non-streamed ones');
+
 // 16 concurrent streaming clients: each equals its own single-client run
 const prompts = Array.from({ length: 16 }, (_, i) => `Number ${i} of the jury`);
 const single = [];
