@@ -33,6 +33,7 @@ struct keel_engine {
   pthread_cond_t changed, work;
   pthread_t thread;
   keel_engine_stats st;
+  int fail_after; /* fault injection (KEEL_INJECT=fail@token=N): a request fails at its N-th token */
   char *dec;
   size_t dec_cap;
 };
@@ -192,7 +193,10 @@ static void advance(keel_engine *e, int s, const float *logits) {
   size_t n = 0;
   if (!keel_tokenizer_decode(e->tok, &t, 1, KEEL_TOK_SKIP_SPECIAL, &e->dec, &n, &e->dec_cap)) append(r, e->dec, n);
   if (r->lp) r->lp[r->n_gen - 1].end = r->len;
-  if (keel_req_settle(r)) finish(e, s, "stop");
+  if (e->fail_after > 0 && r->n_gen == e->fail_after) {
+    snprintf(r->err, sizeof r->err, "injected failure at token %d", r->n_gen);
+    finish(e, s, "stop");
+  } else if (keel_req_settle(r)) finish(e, s, "stop");
   else if (r->n_gen >= r->max_tokens || sl->cache.len >= e->ctx) finish(e, s, "length");
 }
 
@@ -255,6 +259,8 @@ keel_status keel_engine_start(keel_engine **out, const keel_imodel *m, const kee
                               int queue_max) {
   keel_engine *e = keel_xcalloc(1, sizeof *e);
   e->m = m, e->tok = tok, e->n_slots = slots, e->ctx = ctx, e->queue_max = queue_max;
+  const char *inj = getenv("KEEL_INJECT");
+  if (inj && !strncmp(inj, "fail@token=", 11)) e->fail_after = atoi(inj + 11);
   keel_status st = keel_runner_init(&e->run, m, CHUNK_ROWS, ctx);
   e->slots = keel_xcalloc((size_t)slots, sizeof *e->slots);
   for (int s = 0; s < slots && !st; s++) st = keel_kvcache_init(&e->slots[s].cache, &m->c, ctx);
@@ -315,7 +321,18 @@ int keel_engine_submit(keel_engine *e, keel_req *r) {
 
 void keel_engine_release(keel_engine *e, keel_req *r) {
   pthread_mutex_lock(&e->mu);
-  if (!r->done) r->cancelled = 1; /* the engine drops it at its next step */
+  if (!r->done && r->slot < 0) { /* still waiting: out of the queue now */
+    for (keel_req **p = &e->head, *prev = NULL; *p; prev = *p, p = &(*p)->next)
+      if (*p == r) {
+        *p = r->next;
+        if (e->tail == r) e->tail = prev;
+        e->n_wait--;
+        r->done = 1;
+        req_unref(r); /* the queue's reference */
+        break;
+      }
+  }
+  if (!r->done) r->cancelled = 1; /* running: the engine drops it at its next step */
   pthread_cond_signal(&e->work);
   req_unref(r);
   pthread_mutex_unlock(&e->mu);

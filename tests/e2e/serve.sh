@@ -36,3 +36,14 @@ code=$(curl -s -o "$T/r.json" -w '%{http_code}' "http://127.0.0.1:$PORT/v1/compl
 code=$(curl -s -o "$T/r.json" -w '%{http_code}' "http://127.0.0.1:$PORT/v1/completions" -d '{"prompt": "a", "max_tokens": 4}')
 [ "$code" = 200 ] || fail "within capacity: $code $(cat "$T/r.json")"
 echo "capacity: beyond the slots and queue 503, within 200"
+kill -TERM $SERVER; wait $SERVER || true
+# an error in the middle of a stream arrives as an error event, then [DONE]
+KEEL_INJECT=fail@token=3 "$KEEL" serve -m "$M" --port "$PORT" -c 64 2> "$T/serve3.log" &
+SERVER=$!
+for i in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break; sleep 0.1; done
+curl -sN "http://127.0.0.1:$PORT/v1/completions" -d '{"prompt": "a", "max_tokens": 10, "stream": true}' > "$T/s.txt"
+grep -q '^data: {"error":{"message":"injected failure at token 3"' "$T/s.txt" && [ "$(tail -2 "$T/s.txt" | head -1)" = "data: [DONE]" ] ||
+  fail "stream error: $(cat "$T/s.txt")"
+code=$(curl -s -o "$T/r.json" -w '%{http_code}' "http://127.0.0.1:$PORT/v1/completions" -d '{"prompt": "a", "max_tokens": 10}')
+[ "$code" = 500 ] && grep -q '"code":500' "$T/r.json" || fail "error without a stream: $code $(cat "$T/r.json")"
+echo "an engine error: an error event then [DONE] in a stream, 500 without"

@@ -124,6 +124,13 @@ check(/keel_generation_tokens_total \d+/.test(m) && /keel_time_to_first_token_se
   const s = await client.completions.create({ model: modelId, prompt: 'It', max_tokens: 200, stream: true }, { signal: ac.signal });
   let k = 0;
   try { for await (const _ of s) if (++k === 3) ac.abort(); } catch (e) { /* aborted */ }
+  let running = -1;
+  for (let k = 0; k < 50 && running !== 0; k++) { // its slot is freed at the engine's next step
+    const mt = await fetch(base + '/metrics', { headers: { Authorization: `Bearer ${apiKey}` } }).then((r) => r.text());
+    running = Number(/keel_requests_running (\d+)/.exec(mt)[1]);
+    if (running) await new Promise((r) => setTimeout(r, 20));
+  }
+  check(running === 0, 'the disconnected client still holds a slot');
   const after = await client.completions.create({ model: modelId, prompt: 'The jury said', max_tokens: 24, temperature: 0 });
   check(after.choices[0].text === expected, 'after a disconnect');
 }
