@@ -133,7 +133,6 @@ static void finish(keel_engine *e, int s, const char *why) {
   keel_req *r = sl->r;
   if (!r) return;
   r->finish = why;
-  if (!r->finish) r->finish = "stop";
   r->len -= utf8_incomplete_tail(r->text ? r->text : "", r->len);
   r->ready = r->len;
   r->done = 1;
@@ -357,4 +356,3 @@ void keel_engine_get_stats(keel_engine *e, keel_engine_stats *s) {
   pthread_mutex_unlock(&e->mu);
 }
 
-int keel_engine_ctx(const keel_engine *e) { return e->ctx; }

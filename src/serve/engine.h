@@ -70,7 +70,6 @@ void keel_engine_wait(keel_engine *e, int timeout_ms);
 void keel_engine_lock(keel_engine *e);
 void keel_engine_unlock(keel_engine *e);
 void keel_engine_get_stats(keel_engine *e, keel_engine_stats *s);
-int keel_engine_ctx(const keel_engine *e);
 /* After bytes were appended to r->text: cuts at a stop string (returns 1), else moves r->ready
  * past what is final (complete UTF-8 that cannot be the start of a stop string). */
 int keel_req_settle(keel_req *r);
