@@ -178,6 +178,8 @@ keel_status keel_serve_run(const keel_serve_opts *o) {
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)256 * 1024, MHD_OPTION_END);
   if (!d) return keel_fail(KEEL_ERR_IO, "cannot listen on %s:%d", o->host, o->port);
   fprintf(stderr, "keel serve: listening on http://%s:%d, loading %s\n", o->host, o->port, o->model_dir);
+  const char *inj = getenv("KEEL_INJECT"); /* slowload@ms=N: a slow disk, for the tests of /health */
+  if (inj && !strncmp(inj, "slowload@ms=", 12)) usleep((useconds_t)atoi(inj + 12) * 1000);
   keel_status st = keel_imodel_load(&s.m, o->model_dir, o->dtype, keel_backend_cpu());
   char *tp = keel_path_join(o->model_dir, "tokenizer.json");
   if (!st) st = keel_tokenizer_load(&s.tok, tp);

@@ -14,9 +14,16 @@ M=$T/run/final
 "$KEEL" generate -m "$M" -p "The jury said" -n 24 --temp 0 > "$T/gen.txt" 2>/dev/null
 tail -c +14 "$T/gen.txt" | head -c -1 > "$T/expected.txt" # drop the echoed prompt and the final newline
 PORT=$(node -e "const s=require('net').createServer();s.listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})")
-"$KEEL" serve -m "$M" --port "$PORT" -c 256 -np 4 --alias micro --api-key sekret --metrics 2> "$T/serve.log" &
+KEEL_INJECT=slowload@ms=1500 "$KEEL" serve -m "$M" --port "$PORT" -c 256 -np 4 --alias micro --api-key sekret \
+  --metrics 2> "$T/serve.log" &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true; rm -rf "$T"' EXIT
+for i in $(seq 100); do # while the model loads: 503 with a JSON error
+  code=$(curl -s -o "$T/h.json" -w '%{http_code}' "http://127.0.0.1:$PORT/health" || true)
+  [ "$code" = 503 ] && break
+  sleep 0.05
+done
+[ "$code" = 503 ] && grep -q '"code":503' "$T/h.json" || fail "/health while loading: $code"
 for i in $(seq 100); do
   curl -sf "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break
   kill -0 $SERVER 2>/dev/null || fail "keel serve exited: $(cat "$T/serve.log")"

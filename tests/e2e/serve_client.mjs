@@ -53,6 +53,11 @@ if (stopAt > 0) {
 const a = await client.completions.create({ model: modelId, prompt: 'It was', max_tokens: 12, temperature: 0.9, seed: 7, n: 2 });
 const b = await client.completions.create({ model: modelId, prompt: 'It was', max_tokens: 12, temperature: 0.9, seed: 7, n: 2 });
 check(a.choices.length === 2 && a.choices[0].text === b.choices[0].text && a.choices[1].text === b.choices[1].text, 'seeded n=2');
+const two = ['', ''];
+for await (const ch of await client.completions.create({ model: modelId, prompt: 'The jury said', max_tokens: 24,
+  temperature: 0, n: 2, stream: true }))
+  for (const c of ch.choices) two[c.index] += c.text;
+check(two[0] === expected && two[1] === expected, 'streamed n=2');
 const lp = await client.chat.completions.create({ model: modelId, messages: msgs, max_tokens: 4, temperature: 0,
   logprobs: true, top_logprobs: 3 });
 const lc = lp.choices[0].logprobs.content;
