@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine.h"
+#include "../infer/engine.h"
 #include "server.h"
 
 typedef struct keel_srv {

@@ -4,14 +4,14 @@
  * finished or cancelled ones leave. Each slot owns a latent KV cache of the
  * context length, allocated at start; requests beyond the slots wait in a
  * queue, and beyond the queue limit are refused. */
-#ifndef KEEL_SERVE_ENGINE_H
-#define KEEL_SERVE_ENGINE_H
+#ifndef KEEL_INFER_ENGINE_H
+#define KEEL_INFER_ENGINE_H
 
 #include <pthread.h>
 
 #include "../data/tokenizer.h"
-#include "../infer/sampler.h"
-#include "../infer/session.h"
+#include "sampler.h"
+#include "session.h"
 
 typedef struct keel_logprob {
   size_t end; /* bytes of text once this token's are in */
