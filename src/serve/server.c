@@ -183,6 +183,9 @@ keel_status keel_serve_run(const keel_serve_opts *o) {
   keel_status st = keel_imodel_load(&s.m, o->model_dir, o->dtype, keel_backend_cpu());
   char *tp = keel_path_join(o->model_dir, "tokenizer.json");
   if (!st) st = keel_tokenizer_load(&s.tok, tp);
+  if (!st && s.tok->n_vocab > s.m.c.vocab_size)
+    st = keel_fail(KEEL_ERR_FORMAT, "%s: the tokenizer has %d ids, more than vocab_size %d", tp, s.tok->n_vocab,
+                   s.m.c.vocab_size);
   free(tp);
   if (!st) st = keel_engine_start(&s.eng, &s.m, s.tok, o->parallel, o->ctx, o->queue_max);
   if (!st) {
