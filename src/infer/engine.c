@@ -299,20 +299,23 @@ void keel_engine_stop(keel_engine *e) {
   free(e->slots), free(e->dec), free(e);
 }
 
-int keel_engine_submit(keel_engine *e, keel_req *r) {
+int keel_engine_submit(keel_engine *e, keel_req **rs, int n) {
   pthread_mutex_lock(&e->mu);
-  if (e->n_wait >= e->queue_max + (e->n_slots - e->st.running)) { /* free slots take requests at once */
+  if (e->n_wait + n > e->queue_max + (e->n_slots - e->st.running)) { /* free slots take requests at once */
     pthread_mutex_unlock(&e->mu);
     return -1;
   }
-  r->refs++;
-  r->t_submit = now_s();
-  r->next = NULL;
-  if (e->tail) e->tail->next = r;
-  else e->head = r;
-  e->tail = r;
-  e->n_wait++;
-  e->st.requests++;
+  for (int i = 0; i < n; i++) {
+    keel_req *r = rs[i];
+    r->refs++;
+    r->t_submit = now_s();
+    r->next = NULL;
+    if (e->tail) e->tail->next = r;
+    else e->head = r;
+    e->tail = r;
+    e->n_wait++;
+    e->st.requests++;
+  }
   pthread_cond_signal(&e->work);
   pthread_mutex_unlock(&e->mu);
   return 0;

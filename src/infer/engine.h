@@ -61,8 +61,9 @@ keel_status keel_engine_start(keel_engine **e, const keel_imodel *m, const keel_
 void keel_engine_stop(keel_engine *e);
 /* A new request (refs 1, owned by the caller); fill its inputs, then submit. */
 keel_req *keel_req_new(void);
-/* Queues r; returns 0, or -1 when the queue is full (r untouched). */
-int keel_engine_submit(keel_engine *e, keel_req *r);
+/* Queues the n requests together, or none: returns -1 (nothing queued) when the free slots
+ * plus the room left in the queue cannot take all n. */
+int keel_engine_submit(keel_engine *e, keel_req **rs, int n);
 /* The caller is done with r (cancels it if still running); frees it when the engine is done too. */
 void keel_engine_release(keel_engine *e, keel_req *r);
 /* Waits until r changes (more text, done) or timeout_ms passes. Call with the lock held. */

@@ -300,11 +300,11 @@ static int start(keel_srv *s, params *p, keel_req **r, keel_reply *out) {
     r[i]->top_logprobs = p->top_logprobs;
     r[i]->stop = keel_xcalloc(MAX_STOP, sizeof *r[i]->stop);
     for (int k = 0; k < p->n_stop; k++) r[i]->stop[r[i]->n_stop++] = strdup(p->stop[k]);
-    if (keel_engine_submit(s->eng, r[i])) {
-      for (int k = 0; k <= i; k++) keel_engine_release(s->eng, r[k]);
-      keel_reply_error(out, 503, "server_busy", NULL, "the request queue is full; retry later");
-      return -1;
-    }
+  }
+  if (keel_engine_submit(s->eng, r, p->n)) { /* all choices or none */
+    for (int i = 0; i < p->n; i++) keel_engine_release(s->eng, r[i]);
+    keel_reply_error(out, 503, "server_busy", NULL, "the server is at capacity and its queue is full; retry later");
+    return -1;
   }
   return 0;
 }
