@@ -74,6 +74,11 @@ const keel_backend *keel_backend_cpu_reference(void);
 /* Threads the CPU backend may use (0: all cores). */
 void keel_backend_set_threads(int n);
 
+/* The FP8 block scale that covers element (m, k). */
+static inline float keel_wmat_block_scale(const keel_wmat *w, long m, long k) {
+  return w->scale[((m + w->row0) / 128) * ((w->K + 127) / 128) + k / 128];
+}
+
 /* Typed weights (backend/wmat.c): element (m, k) as float, and a row k0..k0+n. */
 float keel_wmat_get(const keel_wmat *w, long m, long k);
 void keel_wmat_row(float *dst, const keel_wmat *w, long m, long k0, long n);

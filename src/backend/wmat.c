@@ -21,11 +21,6 @@ int keel_wtype_parse(const char *s) {
   return -1;
 }
 
-static float fp8_scale(const keel_wmat *w, long m, long k) {
-  long bc = (w->K + 127) / 128;
-  return w->scale[((m + w->row0) / 128) * bc + k / 128];
-}
-
 float keel_wmat_get(const keel_wmat *w, long m, long k) {
   const uint8_t *p = w->data;
   long i = m * w->K + k;
@@ -37,7 +32,7 @@ float keel_wmat_get(const keel_wmat *w, long m, long k) {
     }
     case KEEL_W_BF16: return keel_bf16_to_f32((unsigned short)(p[2 * i] | p[2 * i + 1] << 8));
     case KEEL_W_INT8: return (float)(int8_t)p[i] * w->scale[m];
-    case KEEL_W_FP8: return keel_f8e4m3_to_f32(p[i]) * fp8_scale(w, m, k);
+    case KEEL_W_FP8: return keel_f8e4m3_to_f32(p[i]) * keel_wmat_block_scale(w, m, k);
   }
   return 0;
 }

@@ -64,9 +64,6 @@ static inline A512 void deq512_fp8(v16 *o, const void *p) {
   *o = (v16)_mm512_mul_ps(_mm512_cvtph_ps(h), _mm512_set1_ps(256.0f));
 }
 
-static inline float fp8_block_scale(const keel_wmat *w, long m, long k) {
-  return w->scale[((m + w->row0) / 128) * ((w->K + 127) / 128) + k / 128];
-}
 
 #define PF_AHEAD 8192 /* bytes */
 
@@ -92,7 +89,7 @@ static inline float fp8_block_scale(const keel_wmat *w, long m, long k) {
           DEQ(&w2, wr + (long)(k + 32) * (ESZ));                                                             \
           DEQ(&w3, wr + (long)(k + 48) * (ESZ));                                                             \
           if (TYPE == KEEL_W_FP8) {                                                                          \
-            float sc = fp8_block_scale(w, m, k); /* 64 columns lie in one 128-block */                       \
+            float sc = keel_wmat_block_scale(w, m, k); /* 64 columns lie in one 128-block */                       \
             wv *= sc, wu *= sc, w2 *= sc, w3 *= sc;                                                          \
           }                                                                                                  \
           a0 += *(const v16 *)(xr[0] + k) * wv;                                                              \
@@ -105,7 +102,7 @@ static inline float fp8_block_scale(const keel_wmat *w, long m, long k) {
       }                                                                                                      \
       for (; k < K16; k += 16) {                                                                             \
         DEQ(&wv, wr + (long)k * (ESZ));                                                                      \
-        if (TYPE == KEEL_W_FP8) wv *= fp8_block_scale(w, m, k);                                              \
+        if (TYPE == KEEL_W_FP8) wv *= keel_wmat_block_scale(w, m, k);                                              \
         a0 += *(const v16 *)(xr[0] + k) * wv;                                                                \
         a1 += *(const v16 *)(xr[1] + k) * wv;                                                                \
         a2 += *(const v16 *)(xr[2] + k) * wv;                                                                \
@@ -151,7 +148,7 @@ ROWS_KERNEL(rows512_fp8, deq512_fp8, 1, KEEL_W_FP8, A512, hsum512)
     for (int k = 0; k < K16; k += 16) {                                                         \
       v16 v;                                                                                  \
       DEQ(&v, wr + (long)k * (ESZ));                                                        \
-      if (w->type == KEEL_W_FP8) v *= fp8_block_scale(w, m, k);                                 \
+      if (w->type == KEEL_W_FP8) v *= keel_wmat_block_scale(w, m, k);                                 \
       if (w->type == KEEL_W_INT8) v *= w->scale[m];                                             \
       memcpy(dst + k, &v, sizeof v);                                                            \
     }                                                                                           \
