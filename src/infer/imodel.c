@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "../core/hashmap.h"
-#include "../io/json.h"
 #include "../model/weights.h"
 
 static void *own(keel_imodel *im, void *p) {
@@ -119,11 +118,12 @@ static void init_common(keel_imodel *im, const keel_config *c, const keel_backen
   im->softmax_scale = keel_config_softmax_scale(c);
 }
 
-static void set_typed(keel_imodel *im, int i, const float *f32, keel_wtype tt, int copy) {
+/* Tensor i as type tt: f32 itself (a view, kept alive by the caller) or a quantised copy. */
+static void set_typed(keel_imodel *im, int i, const float *f32, keel_wtype tt) {
   const keel_param_info *p = &im->tab.t[i];
   int M, K;
   shape_of(p, &M, &K);
-  if (tt == KEEL_W_F32 && !copy) {
+  if (tt == KEEL_W_F32) {
     im->wm[i] = (keel_wmat){KEEL_W_F32, M, K, f32, NULL, 0};
     return;
   }
@@ -138,7 +138,7 @@ void keel_imodel_from_model(keel_imodel *im, const keel_model *m, keel_wtype typ
   init_common(im, &m->c, m->be, type);
   for (int i = 0; i < im->tab.n; i++) {
     const keel_param_info *p = &im->tab.t[i];
-    if (in_main_model(&m->c, p->name)) set_typed(im, i, m->params + p->offset, keel_imodel_tensor_type(p, type), 0);
+    if (in_main_model(&m->c, p->name)) set_typed(im, i, m->params + p->offset, keel_imodel_tensor_type(p, type));
   }
   int E = m->c.n_routed_experts;
   if (E) memcpy(im->bias, m->bias, (size_t)m->c.num_hidden_layers * E * sizeof(float));
@@ -193,10 +193,14 @@ keel_status keel_imodel_load(keel_imodel *im, const char *dir, int type, const k
       if (scale) own(im, scale);
       im->wm[i] = (keel_wmat){tt, (int)p->shape[0], (int)p->shape[1], t->data, scale, 0};
     } else {
-      float *f32 = own(im, keel_xmalloc(p->numel * sizeof(float)));
-      if ((st = keel_tensor_to_f32(f32, t, keel_shards_scale(s, p->name), s->files[f]))) break;
-      if (tt != KEEL_W_F32) set_typed(im, i, f32, tt, 1);
-      else set_typed(im, i, f32, tt, 0);
+      float *f32 = keel_xmalloc(p->numel * sizeof(float));
+      if ((st = keel_tensor_to_f32(f32, t, keel_shards_scale(s, p->name), s->files[f]))) {
+        free(f32);
+        break;
+      }
+      set_typed(im, i, f32, tt);
+      if (tt == KEEL_W_F32) own(im, f32); /* the view's storage */
+      else free(f32);                     /* quantised: the float copy is not needed */
     }
     if (p->ndim == 2 && !ends_with(p->name, "mlp.gate.weight") && strcmp(p->name, "model.embed_tokens.weight"))
       seen_type = (int)im->wm[i].type; /* the type of the large matrices, for reports */
@@ -267,20 +271,13 @@ keel_status keel_imodel_save(const keel_imodel *im, const char *dir) {
     int64_t sh[1] = {E};
     keel_st_writer_add(&w, names[nn++], KEEL_DTYPE_F32, 1, sh, im->bias + (size_t)l * E);
   }
-  char *path = keel_path_join(dir, "model.safetensors");
-  st = keel_st_writer_save(&w, path);
-  free(path);
-  free(names);
-  keel_st_writer_free(&w);
-  if (st) return st;
   json_t *j = keel_config_to_json(&c);
   if (im->wtype == KEEL_W_FP8) /* what DeepSeek's FP8 checkpoints declare */
     json_object_set_new(j, "quantization_config",
                         json_pack("{s:s, s:s, s:[i,i], s:s}", "quant_method", "fp8", "fmt", "e4m3",
                                   "weight_block_size", 128, 128, "activation_scheme", "dynamic"));
-  char *cfg = keel_path_join(dir, "config.json");
-  st = keel_json_save_file(j, cfg, 2);
-  free(cfg);
-  json_decref(j);
+  st = keel_model_dir_write(dir, &w, j);
+  free(names);
+  keel_st_writer_free(&w);
   return st;
 }

@@ -213,17 +213,22 @@ keel_status keel_weights_save(const keel_config *c, const keel_param_table *tab,
     snprintf(names[nn], sizeof names[nn], "model.layers.%d.shared_head.head.weight", L + k);
     keel_st_writer_add(&w, names[nn++], KEEL_DTYPE_F32, 2, vd, head);
   }
-  char *path = keel_path_join(dir, "model.safetensors");
-  st = keel_st_writer_save(&w, path);
-  free(path);
+  st = keel_model_dir_write(dir, &w, keel_config_to_json(c));
   free(names);
   keel_st_writer_free(&w);
-  if (st) return st;
-  json_t *j = keel_config_to_json(c);
-  char *cfg = keel_path_join(dir, "config.json");
-  st = keel_json_save_file(j, cfg, 2);
-  free(cfg);
-  json_decref(j);
+  return st;
+}
+
+keel_status keel_model_dir_write(const char *dir, keel_st_writer *w, json_t *config) {
+  char *path = keel_path_join(dir, "model.safetensors");
+  keel_status st = keel_st_writer_save(w, path);
+  free(path);
+  if (!st) {
+    char *cfg = keel_path_join(dir, "config.json");
+    st = keel_json_save_file(config, cfg, 2);
+    free(cfg);
+  }
+  json_decref(config);
   return st;
 }
 

@@ -5,6 +5,8 @@
 #ifndef KEEL_MODEL_WEIGHTS_H
 #define KEEL_MODEL_WEIGHTS_H
 
+#include <jansson.h>
+
 #include "../io/safetensors.h"
 #include "model.h"
 
@@ -32,6 +34,8 @@ keel_status keel_model_load(keel_model *m, const char *dir, const keel_backend *
 keel_status keel_model_load_weights(keel_model *m, const char *dir);
 /* Writes DIR/config.json and DIR/model.safetensors (atomically, file by file). */
 keel_status keel_model_save(const keel_model *m, const char *dir);
+/* Writes DIR/model.safetensors from w, then DIR/config.json from config (which it releases). */
+keel_status keel_model_dir_write(const char *dir, keel_st_writer *w, json_t *config);
 /* The same from parts (a snapshot taken while training goes on). */
 keel_status keel_weights_save(const keel_config *c, const keel_param_table *tab, const float *params,
                               const float *bias, const char *dir);
