@@ -8,10 +8,6 @@
 static float *fa(size_t n) { return keel_xcalloc(n ? n : 1, sizeof(float)); }
 static int imax(int a, int b) { return a > b ? a : b; }
 
-size_t keel_kvcache_bytes_per_token(const keel_config *c) {
-  return (size_t)c->num_hidden_layers * (c->kv_lora_rank + c->qk_rope_head_dim) * sizeof(float);
-}
-
 keel_status keel_kvcache_init(keel_kvcache *kc, const keel_config *c, int max_len) {
   memset(kc, 0, sizeof *kc);
   if (max_len <= 0) return keel_fail(KEEL_ERR_ARG, "context length must be positive");

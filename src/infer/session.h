@@ -19,8 +19,6 @@ typedef struct keel_kvcache {
 
 keel_status keel_kvcache_init(keel_kvcache *c, const keel_config *cfg, int max_len);
 void keel_kvcache_free(keel_kvcache *c);
-/* Bytes one cached position takes. */
-size_t keel_kvcache_bytes_per_token(const keel_config *cfg);
 
 typedef struct keel_runner {
   const keel_imodel *m;
