@@ -62,6 +62,9 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
+# the cluster presets are assembled into the binary (.incbin)
+$(BUILD)/src/plan/cluster.o: $(wildcard configs/clusters/*.json)
+
 $(BUILD)/libkeel.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
@@ -80,7 +83,7 @@ asan:
 	$(MAKE) BUILD=build/asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" all unit
 
 FUZZ_BIN := $(FUZZ:tests/fuzz/%.c=build/fuzz/%)
-build/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
+build/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(wildcard configs/clusters/*.json)
 	@mkdir -p $(dir $@)
 	clang $(BASE) -Wno-unknown-pragmas -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Isrc -o $@ $< $(LIB_SRC) $(filter-out -fopenmp,$(LDLIBS))
 fuzz: $(FUZZ_BIN)

@@ -112,6 +112,32 @@ static keel_status bench_infer(const char *cfg_path, int prompt, int gen, double
   return st;
 }
 
+double keel_bench_triad(void) {
+  triad t = {0};
+  t.n = 1L << 25; /* 3 x 128 MiB: far beyond the caches */
+  t.a = malloc((size_t)t.n * 4), t.b = malloc((size_t)t.n * 4), t.c = malloc((size_t)t.n * 4);
+  double bw = 0;
+  if (t.a && t.b && t.c) {
+    for (long i = 0; i < t.n; i++) t.a[i] = 0, t.b[i] = 1, t.c[i] = 2;
+    bw = 3.0 * 4 * t.n / best_of(5, run_triad, &t);
+  }
+  free(t.a), free(t.b), free(t.c);
+  return bw;
+}
+
+void keel_bench_gemm(int N, int K, int M, double flops_per_s[3]) {
+  keel_rng r;
+  keel_rng_init(&r, (uint64_t)N * K + M);
+  gemm_case g = {keel_backend_cpu(), N, K, M, 0, NULL, NULL, NULL, NULL, NULL};
+  size_t nx = (size_t)N * K, nw = (size_t)M * K, no = (size_t)N * M;
+  g.x = keel_xmalloc(nx * 4), g.w = keel_xmalloc(nw * 4), g.o = keel_xmalloc(no * 4);
+  g.dx = keel_xcalloc(nx, 4), g.dw = keel_xcalloc(nw, 4);
+  for (size_t i = 0; i < nx; i++) g.x[i] = keel_rng_normal(&r);
+  for (size_t i = 0; i < nw; i++) g.w[i] = 0.05f * keel_rng_normal(&r);
+  for (g.which = 0; g.which < 3; g.which++) flops_per_s[g.which] = 2.0 * N * K * M / best_of(3, run_gemm, &g);
+  free(g.x), free(g.w), free(g.o), free(g.dx), free(g.dw);
+}
+
 int keel_cmd_bench(int argc, char **argv) {
   static const struct option opts[] = {{"threads", required_argument, 0, 't'}, {"infer", required_argument, 0, 'i'},
                                        {"prompt", required_argument, 0, 'p'}, {"gen", required_argument, 0, 'g'},
@@ -139,34 +165,21 @@ int keel_cmd_bench(int argc, char **argv) {
   keel_backend_set_threads(threads);
   int nt = threads > 0 ? threads : keel_cpu_count();
   double peak = keel_cpu_peak_flops_per_core() * nt;
-  triad t = {0};
-  t.n = 1L << 25; /* 3 x 128 MiB: far beyond the caches */
-  t.a = malloc((size_t)t.n * 4), t.b = malloc((size_t)t.n * 4), t.c = malloc((size_t)t.n * 4);
-  if (!t.a || !t.b || !t.c) return keel_cli_error("bench", keel_fail(KEEL_ERR_NOMEM, "no memory for the triad"));
-  for (long i = 0; i < t.n; i++) t.a[i] = 0, t.b[i] = 1, t.c[i] = 2;
-  double dt = best_of(5, run_triad, &t), bw = 3.0 * 4 * t.n / dt;
-  free(t.a), free(t.b), free(t.c);
+  double bw = keel_bench_triad();
+  if (bw <= 0) return keel_cli_error("bench", keel_fail(KEEL_ERR_NOMEM, "no memory for the triad"));
   printf("machine: %d threads, FMA peak %.0f GFLOP/s (measured), triad bandwidth %.1f GB/s (measured)\n", nt,
          peak / 1e9, bw / 1e9);
   static const int shapes[][3] = {{1024, 128, 384}, {1024, 384, 128}, {1024, 768, 2048}, {1024, 2048, 768},
                                   {1024, 768, 32000}, {256, 512, 352}};
   if (infer && (prompt < 1 || gen < 1)) return keel_cli_usage_error("bench", "--prompt and --gen must be >= 1");
   for (int s = 0; gemm && s < 1; s++) printf("%-22s %10s %10s %10s   %s\n", "GEMM N x K x M", "forward", "dx", "dw", "(GFLOP/s, share of peak)");
-  keel_rng r;
-  keel_rng_init(&r, 1);
   for (size_t s = 0; gemm && s < sizeof shapes / sizeof *shapes; s++) {
-    gemm_case g = {keel_backend_cpu(), shapes[s][0], shapes[s][1], shapes[s][2], 0, NULL, NULL, NULL, NULL, NULL};
-    size_t nx = (size_t)g.N * g.K, nw = (size_t)g.M * g.K, no = (size_t)g.N * g.M;
-    g.x = malloc(nx * 4), g.w = malloc(nw * 4), g.o = malloc(no * 4), g.dx = calloc(nx, 4), g.dw = calloc(nw, 4);
-    for (size_t i = 0; i < nx; i++) g.x[i] = keel_rng_normal(&r);
-    for (size_t i = 0; i < nw; i++) g.w[i] = 0.05f * keel_rng_normal(&r);
-    double flops = 2.0 * g.N * g.K * g.M, gf[3];
-    for (g.which = 0; g.which < 3; g.which++) gf[g.which] = flops / best_of(3, run_gemm, &g);
+    double gf[3];
+    keel_bench_gemm(shapes[s][0], shapes[s][1], shapes[s][2], gf);
     char name[32];
-    snprintf(name, sizeof name, "%d x %d x %d", g.N, g.K, g.M);
+    snprintf(name, sizeof name, "%d x %d x %d", shapes[s][0], shapes[s][1], shapes[s][2]);
     printf("%-22s %6.0f %2.0f%% %6.0f %2.0f%% %6.0f %2.0f%%\n", name, gf[0] / 1e9, 100 * gf[0] / peak, gf[1] / 1e9,
            100 * gf[1] / peak, gf[2] / 1e9, 100 * gf[2] / peak);
-    free(g.x), free(g.w), free(g.o), free(g.dx), free(g.dw);
   }
   if (infer) {
     keel_status st = bench_infer(infer, prompt, gen, peak, bw);

@@ -24,6 +24,7 @@ int keel_cmd_report(int argc, char **argv);
 int keel_cmd_bench(int argc, char **argv);
 int keel_cmd_convert(int argc, char **argv);
 int keel_cmd_serve(int argc, char **argv);
+int keel_cmd_plan(int argc, char **argv);
 
 /* Prints "keel <cmd>: <message>" on stderr and returns the exit code for st. */
 int keel_cli_error(const char *cmd, keel_status st);
@@ -44,6 +45,12 @@ struct keel_bpe_result;
 /* Trains a tokenizer on files (with progress) and writes it to out. */
 keel_status keel_train_tokenizer(char **files, int n, int32_t vocab_size, int gpt2, const char *out,
                                  struct keel_bpe_result *res);
+
+/* Measured on this machine with keel's own kernels (keel bench, keel plan --cluster local):
+ * triad bandwidth in bytes/s (0 without memory), and GEMM FLOP/s of an N x K x M product
+ * forward, dx and dw. */
+double keel_bench_triad(void);
+void keel_bench_gemm(int N, int K, int M, double flops_per_s[3]);
 
 /* Reads all of stdin (NUL-terminated). */
 char *keel_read_stdin(size_t *len);

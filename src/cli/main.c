@@ -23,6 +23,7 @@ static const struct {
     {"tokenize", keel_cmd_tokenize, "text <-> token ids with a tokenizer.json"},
     {"tokenizer", keel_cmd_tokenizer, "tokenizer tools: train a BPE vocabulary"},
     {"inspect", keel_cmd_inspect, "what is in a safetensors file, token shard or tokenizer"},
+    {"plan", keel_cmd_plan, "time, memory, energy and goodput of a run on a named cluster"},
     {"bench", keel_cmd_bench, "GEMM and memory figures against this machine's measured limits"},
     {"features", keel_cmd_features, "which optional parts this build has"},
 };
