@@ -138,6 +138,40 @@ void keel_bench_gemm(int N, int K, int M, double flops_per_s[3]) {
   free(g.x), free(g.w), free(g.o), free(g.dx), free(g.dw);
 }
 
+typedef struct elementwise {
+  const keel_backend *be;
+  int N, D, I, V;
+  float *x, *y, *w, *dw, *rstd, *g, *u, *h, *dg, *du, *logits, *loss;
+  int32_t *tgt;
+} elementwise;
+
+static void run_elementwise(void *p) {
+  elementwise *e = p;
+  e->be->rmsnorm(e->y, e->rstd, e->x, e->w, e->N, e->D, 1e-6f);
+  e->be->rmsnorm_backward(e->h, e->dw, e->y, e->x, e->w, e->rstd, e->N, e->D);
+  e->be->swiglu(e->h, e->g, e->u, e->N, e->I);
+  e->be->swiglu_backward(e->dg, e->du, e->h, e->g, e->u, e->N, e->I);
+  e->be->cross_entropy(e->loss, e->logits, e->tgt, e->N, e->V, 1.0f);
+}
+
+double keel_bench_elementwise(int N, int D, int I, int V) {
+  elementwise e = {.be = keel_backend_cpu(), .N = N, .D = D, .I = I, .V = V};
+  size_t nd = (size_t)N * D, ni = (size_t)N * I;
+  e.x = keel_xcalloc(nd, 4), e.y = keel_xcalloc(nd, 4), e.w = keel_xcalloc(D, 4), e.dw = keel_xcalloc(D, 4);
+  e.rstd = keel_xcalloc(N, 4), e.g = keel_xcalloc(ni, 4), e.u = keel_xcalloc(ni, 4), e.h = keel_xcalloc(ni, 4);
+  e.dg = keel_xcalloc(ni, 4), e.du = keel_xcalloc(ni, 4), e.logits = keel_xcalloc((size_t)N * V, 4);
+  e.loss = keel_xcalloc(N, 4), e.tgt = keel_xcalloc(N, 4);
+  for (size_t i = 0; i < nd; i++) e.x[i] = (float)(i % 7) - 3;
+  for (int i = 0; i < D; i++) e.w[i] = 1;
+  double t = best_of(3, run_elementwise, &e);
+  /* bytes as keel plan counts them: norm 2D and SwiGLU 3I elements forward, twice that
+   * backward; the loss 4 passes over fp32 logits */
+  double bytes = (double)N * (3 * 2.0 * D * 4 + 3 * 3.0 * I * 4 + 16.0 * V);
+  free(e.x), free(e.y), free(e.w), free(e.dw), free(e.rstd), free(e.g), free(e.u), free(e.h), free(e.dg), free(e.du);
+  free(e.logits), free(e.loss), free(e.tgt);
+  return bytes / t;
+}
+
 int keel_cmd_bench(int argc, char **argv) {
   static const struct option opts[] = {{"threads", required_argument, 0, 't'}, {"infer", required_argument, 0, 'i'},
                                        {"prompt", required_argument, 0, 'p'}, {"gen", required_argument, 0, 'g'},

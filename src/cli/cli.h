@@ -51,6 +51,9 @@ keel_status keel_train_tokenizer(char **files, int n, int32_t vocab_size, int gp
  * forward, dx and dw. */
 double keel_bench_triad(void);
 void keel_bench_gemm(int N, int K, int M, double flops_per_s[3]);
+/* RMSNorm, SwiGLU and cross-entropy forward and backward over N rows: bytes/s as keel plan
+ * counts their traffic. */
+double keel_bench_elementwise(int N, int D, int I, int V);
 
 /* Reads all of stdin (NUL-terminated). */
 char *keel_read_stdin(size_t *len);

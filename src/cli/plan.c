@@ -73,12 +73,13 @@ static keel_status local_cluster(keel_cluster *c, int threads) {
   int nt = threads > 0 ? threads : keel_cpu_count();
   snprintf(c->name, sizeof c->name, "local");
   snprintf(c->chip, sizeof c->chip, "this CPU, %d threads", nt);
-  snprintf(c->note, sizeof c->note, "measured now: FMA peak, triad bandwidth, keel's GEMM on two shapes");
+  snprintf(c->note, sizeof c->note, "measured now: FMA peak, triad bandwidth, keel's GEMM on three shapes and its norm/SwiGLU/loss kernels");
   fprintf(stderr, "keel plan: measuring this machine (FMA peak, bandwidth, GEMM)...\n");
-  c->chips = 1, c->domain = 1;
+  c->chips = 1, c->domain = 1, c->sustained = 1;
   c->peak[KEEL_PREC_FP32] = keel_cpu_peak_flops_per_core() * nt;
-  c->hbm_bw = keel_bench_triad(), c->mem_eff = 1;
+  c->hbm_bw = keel_bench_triad();
   if (c->hbm_bw <= 0) return keel_fail(KEEL_ERR_NOMEM, "no memory to measure the bandwidth");
+  c->mem_eff = fmin(1, keel_bench_elementwise(2048, 768, 2048, 8192) / c->hbm_bw);
   c->hbm_bytes = (double)sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGESIZE);
   static const int sh[2][3] = {{1024, 768, 2048}, {512, 128, 384}};
   double e[2];

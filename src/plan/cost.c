@@ -202,8 +202,9 @@ static void model_cost(pass *ps, const keel_arch *a, const keel_cluster *c, cons
   /* the head (vocab-parallel over tp) once per prediction depth, the MTP projections, and the
    * loss over fp32 logits (softmax, cross-entropy, their gradient: ~4 passes) */
   double heads = 1 + a->mtp, v = a->vocab / (double)l->tp;
-  double hf = keel_plan_gemm_time(c, KEEL_PREC_BF16, t, v, a->d, ab, ab);
-  double hb = keel_plan_gemm_time(c, KEEL_PREC_BF16, t, a->d, v, ab, ab) + keel_plan_gemm_time(c, KEEL_PREC_BF16, v, a->d, t, ab, ab);
+  keel_prec p16 = p == KEEL_PREC_FP32 ? p : KEEL_PREC_BF16; /* the head stays in 16 bits */
+  double hf = keel_plan_gemm_time(c, p16, t, v, a->d, ab, ab);
+  double hb = keel_plan_gemm_time(c, p16, t, a->d, v, ab, ab) + keel_plan_gemm_time(c, p16, v, a->d, t, ab, ab);
   double proj = a->mtp * keel_plan_gemm_time(c, p, t / l->tp, a->d, 2.0 * a->d, ab, ab);
   double loss = heads * 4.0 * 4 * t * v / bw;
   ps->fwd += heads * hf + proj + loss / 2;
@@ -273,7 +274,7 @@ static double decode_step(const keel_arch *a, const keel_cluster *c, const keel_
     if (moe) comm += ep_time(a, c, l, B / tp, wb < 2 ? 1 : 2, 2);
     total += comp + fmax(0, comm - comp); /* two micro-batches: one computes while the other talks */
   }
-  return total + keel_plan_gemm_time(c, p, B, a->vocab / tp, a->d, 2, wb);
+  return (total + keel_plan_gemm_time(c, p, B, a->vocab / tp, a->d, 2, wb)) / c->sustained;
 }
 
 static keel_status plan_serve(keel_plan *p, const keel_arch *a, const keel_cluster *c, const keel_plan_opts *o,
@@ -294,7 +295,7 @@ static keel_status plan_serve(keel_plan *p, const keel_arch *a, const keel_clust
   keel_plan_opts po = *o;
   po.moe_imbalance = 1;
   model_cost(&ps, a, c, &po, l, KEEL_RECOMPUTE_NONE, (double)l->micro * o->seq / l->cp);
-  double t_pre = fmax(ps.fwd, ps.tp / 2 + ps.ep_f);
+  double t_pre = fmax(ps.fwd / c->sustained, ps.tp / 2 + ps.ep_f);
   p->prefill_tps_chip = l->micro * o->seq / t_pre / ((double)l->tp * l->cp);
   /* decode: the largest batch whose step meets the target time per output token and whose
    * cache fits */
