@@ -349,8 +349,7 @@ int keel_cmd_plan(int argc, char **argv) {
     default: return keel_cli_usage_error("plan", "bad option (see keel plan --help)");
     }
     if (!ok) {
-      char msg[160];
-      snprintf(msg, sizeof msg, "--%s: bad value '%s'", opts[0].name ? "option" : "", optarg);
+      char msg[160] = "bad value";
       for (const struct option *op = opts; op->name; op++)
         if (op->val == ch) snprintf(msg, sizeof msg, "--%s: bad value '%s'", op->name, optarg);
       return keel_cli_usage_error("plan", msg);
