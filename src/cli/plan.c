@@ -66,6 +66,14 @@ static int parse_num(const char *s, double *out) {
   return 1;
 }
 
+/* GEMM share of peak as the planner models its shape: prod(x / (x + half)). */
+static double shape3(const int s[3], double half) {
+  return s[0] / (s[0] + half) * s[1] / (s[1] + half) * s[2] / (s[2] + half);
+}
+
+/* Forward, dx and dw at equal work: their harmonic mean. */
+static double mean3(const double f[3]) { return 3 / (1 / f[0] + 1 / f[1] + 1 / f[2]); }
+
 /* The local preset: this machine, measured with the kernels keel train runs. GEMM efficiency
  * is fitted to two training-sized shapes as eff * prod(x / (x + half)). */
 static keel_status local_cluster(keel_cluster *c, int threads) {
@@ -86,21 +94,19 @@ static keel_status local_cluster(keel_cluster *c, int threads) {
   for (int i = 0; i < 2; i++) {
     double f[3];
     keel_bench_gemm(sh[i][0], sh[i][1], sh[i][2], f);
-    e[i] = 3 / (1 / f[0] + 1 / f[1] + 1 / f[2]) / c->peak[KEEL_PREC_FP32]; /* the three at equal work */
+    e[i] = mean3(f) / c->peak[KEEL_PREC_FP32];
   }
   double lo = 0, hi = 4096;
   for (int it = 0; it < 60; it++) { /* the half size that gives the measured ratio small / big */
-    double h = (lo + hi) / 2, g[2];
-    for (int i = 0; i < 2; i++) g[i] = sh[i][0] / (sh[i][0] + h) * sh[i][1] / (sh[i][1] + h) * sh[i][2] / (sh[i][2] + h);
-    if (g[1] / g[0] > e[1] / e[0]) lo = h;
+    double h = (lo + hi) / 2;
+    if (shape3(sh[1], h) / shape3(sh[0], h) > e[1] / e[0]) lo = h;
     else hi = h;
   }
-  c->gemm_half = lo;
-  double h = lo;
-  c->gemm_eff = fmin(1, e[0] / (sh[0][0] / (sh[0][0] + h) * sh[0][1] / (sh[0][1] + h) * sh[0][2] / (sh[0][2] + h)));
+  double h = c->gemm_half = lo;
+  c->gemm_eff = fmin(1, e[0] / shape3(sh[0], h));
   double f[3];
   keel_bench_gemm(256, 64, 256, f); /* attention runs as GEMMs per (sequence, head) of this shape */
-  c->attn_eff = fmin(1, 3 / (1 / f[0] + 1 / f[1] + 1 / f[2]) / c->peak[KEEL_PREC_FP32] / (256 / (256 + h)));
+  c->attn_eff = fmin(1, mean3(f) / c->peak[KEEL_PREC_FP32] / (256 / (256 + h)));
   c->ckpt_bw = 1e9, c->restart_s = 30, c->reserve_bytes = 0.3e9;
   return KEEL_OK;
 }
@@ -127,9 +133,8 @@ static int plan_one(keel_plan *best, int top, const keel_arch *m, keel_cluster *
   o->chips = c->chips;
   if (!a->prec_given) o->prec = c->peak[KEEL_PREC_BF16] > 0 ? KEEL_PREC_BF16 : KEEL_PREC_FP32;
   keel_layout l = a->fixed;
-  int all = l.tp && l.pp && l.dp && l.ep && l.micro;
-  if (all && !l.cp) l.cp = 1;
-  if (all || (l.tp && l.pp && l.dp && l.micro && !m->experts)) {
+  /* a whole layout (ep may be left out for a dense model): plan it as given */
+  if (l.tp && l.pp && l.dp && l.micro && (l.ep || !m->experts)) {
     if (!l.ep) l.ep = 1;
     if (!l.cp) l.cp = 1;
     return keel_plan_eval(best, m, c, o, &l) == KEEL_OK ? 1 : -1;

@@ -113,15 +113,20 @@ static keel_status apply(keel_cluster *c, json_t *o, const char *what, int depth
     keel_status st = apply_text(c, text, b, 1);
     if (st != KEEL_OK) return st;
   }
+  const struct {
+    const char *key;
+    char *dst;
+    size_t cap;
+  } text[] = {{"name", c->name, sizeof c->name}, {"chip", c->chip, sizeof c->chip}, {"note", c->note, sizeof c->note}};
   const char *key;
   json_t *v;
   json_object_foreach(o, key, v) {
     if (!strcmp(key, "base") || !strcmp(key, "sources")) continue;
-    if (!strcmp(key, "name") || !strcmp(key, "chip") || !strcmp(key, "note")) {
+    size_t t = 0;
+    while (t < 3 && strcmp(key, text[t].key)) t++;
+    if (t < 3) {
       if (!json_is_string(v)) return keel_fail(KEEL_ERR_FORMAT, "%s: field '%s' must be a string", what, key);
-      char *dst = !strcmp(key, "name") ? c->name : !strcmp(key, "chip") ? c->chip : c->note;
-      size_t cap = !strcmp(key, "name") ? sizeof c->name : !strcmp(key, "chip") ? sizeof c->chip : sizeof c->note;
-      snprintf(dst, cap, "%s", json_string_value(v));
+      snprintf(text[t].dst, text[t].cap, "%s", json_string_value(v));
       continue;
     }
     int i = field_index(key);

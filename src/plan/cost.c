@@ -1,7 +1,8 @@
 /* keel plan's cost model for training: per micro-batch and pipeline stage, the time of every
  * GEMM (roofline of its shape), the attention core, the memory-bound kernels and the
  * collectives; then the step under the pipeline schedule, memory per chip under ZeRO and
- * recomputation, and wall-clock under failures. Serving is in serve.c. */
+ * recomputation, and wall-clock under failures; then serving (prefill, and decode at a target
+ * time per output token). */
 #include "cost.h"
 
 #include <math.h>
@@ -12,11 +13,21 @@
 
 static double shape(double x, double half) { return x / (x + half); }
 
+static int is_8bit(keel_prec p) { return p == KEEL_PREC_FP8 || p == KEEL_PREC_INT8; }
+/* Bytes of a stored element in precision p, and of an activation (16-bit unless training in fp32). */
+static double elem_bytes(keel_prec p) { return p == KEEL_PREC_FP32 ? 4 : p == KEEL_PREC_BF16 ? 2 : 1; }
+static double act_bytes(keel_prec p) { return p == KEEL_PREC_FP32 ? 4 : 2; }
+/* KV-cache bytes per token and layer on one of tp ranks: the MLA latent is read by every rank,
+ * GQA's kv heads are split */
+static double kv_bytes(const keel_arch *a, double tp) {
+  return keel_arch_kv_elems(a) * 2 / (a->mla ? 1 : fmin(tp, a->kv_heads));
+}
+
 double keel_plan_gemm_time(const keel_cluster *c, keel_prec p, double m, double n, double k, double in_bytes,
                            double w_bytes) {
   if (m <= 0 || n <= 0 || k <= 0) return 0;
   double peak = c->peak[p] > 0 ? c->peak[p] : c->peak[KEEL_PREC_BF16];
-  double e0 = (p == KEEL_PREC_FP8 || p == KEEL_PREC_INT8) && c->gemm_eff8 > 0 ? c->gemm_eff8 : c->gemm_eff;
+  double e0 = is_8bit(p) && c->gemm_eff8 > 0 ? c->gemm_eff8 : c->gemm_eff;
   double eff = e0 * shape(m, c->gemm_half) * shape(n, c->gemm_half) * shape(k, c->gemm_half);
   double t_flops = 2 * m * n * k / (peak * eff);
   double t_bytes = (m * k * in_bytes + n * k * w_bytes + m * n * 2) / (c->hbm_bw * c->mem_eff);
@@ -153,7 +164,7 @@ static void layer_cost(pass *ps, const keel_arch *a, const keel_cluster *c, cons
   keel_pgemm g[KEEL_PLAN_MAX_GEMMS];
   int ng = keel_arch_layer_gemms(a, moe, g);
   keel_prec p = o->prec;
-  double ab = p == KEEL_PREC_FP32 ? 4 : 2, ib = p == KEEL_PREC_FP8 || p == KEEL_PREC_INT8 ? 1 : ab;
+  double ab = act_bytes(p), ib = fmin(elem_bytes(p), ab);
   double tp = l->tp, f = 0, b = 0, up_f = 0;
   for (int i = 0; i < ng; i++) {
     double m, n = g[i].n, k = g[i].k, count = 1, scale = 1;
@@ -176,7 +187,7 @@ static void layer_cost(pass *ps, const keel_arch *a, const keel_cluster *c, cons
   double attn = keel_arch_attn_flops(a, (o->seq + 1) / 2) * t / tp /
                 (c->peak[ap] * c->attn_eff * shape(o->seq, c->gemm_half));
   double bw = c->hbm_bw * c->mem_eff, elem = elementwise_elems(a, moe) * ab * t / tp / bw;
-  if (p == KEEL_PREC_FP8 || p == KEEL_PREC_INT8) /* quantising each GEMM input: read 16-bit, write 8-bit */
+  if (is_8bit(p)) /* quantising each GEMM input: read 16-bit, write 8-bit */
     for (int i = 0; i < ng; i++) elem += 3.0 * g[i].k * g[i].rows * t / tp / bw;
   ps->fwd += f + attn + elem;
   ps->bwd += b + 2.5 * attn + 2 * elem;
@@ -198,7 +209,7 @@ static void model_cost(pass *ps, const keel_arch *a, const keel_cluster *c, cons
   for (int i = 0; i < a->layers; i++) layer_cost(ps, a, c, o, l, rc, keel_arch_is_moe_layer(a, i), t);
   for (int i = 0; i < a->mtp; i++) layer_cost(ps, a, c, o, l, rc, keel_arch_is_moe_layer(a, a->layers), t);
   keel_prec p = o->prec;
-  double ab = p == KEEL_PREC_FP32 ? 4 : 2, bw = c->hbm_bw * c->mem_eff;
+  double ab = act_bytes(p), bw = c->hbm_bw * c->mem_eff;
   /* the head (vocab-parallel over tp) once per prediction depth, the MTP projections, and the
    * loss over fp32 logits (softmax, cross-entropy, their gradient: ~4 passes) */
   double heads = 1 + a->mtp, v = a->vocab / (double)l->tp;
@@ -247,7 +258,7 @@ static void reliability(keel_plan *p, const keel_arch *a, const keel_cluster *c,
 static double decode_step(const keel_arch *a, const keel_cluster *c, const keel_plan_opts *o, const keel_layout *l,
                           double B) {
   keel_prec p = o->prec;
-  double wb = p == KEEL_PREC_FP32 ? 4 : p == KEEL_PREC_BF16 ? 2 : 1, tp = l->tp, C = o->seq;
+  double wb = elem_bytes(p), tp = l->tp, C = o->seq;
   double bw = c->hbm_bw * c->mem_eff, total = 0, bw_tp, lat_tp;
   link(c, tp, &bw_tp, &lat_tp);
   keel_prec ap = c->peak[KEEL_PREC_BF16] > 0 ? KEEL_PREC_BF16 : KEEL_PREC_FP32;
@@ -267,11 +278,10 @@ static double decode_step(const keel_arch *a, const keel_cluster *c, const keel_
     /* attention over the cache: MLA absorbed (scores over the latent + rope key, values over
      * the latent; every tp rank reads the whole latent cache), or GQA over its kv heads */
     double flops = a->mla ? 2.0 * a->heads * (2.0 * a->kv_lora + a->dr) * C : 4.0 * a->heads * a->head_dim * C;
-    double kv = keel_arch_kv_elems(a) * 2 * C / (a->mla ? 1 : fmin(tp, a->kv_heads));
-    comp += B * fmax(flops / tp / (c->peak[ap] * c->attn_eff), kv / bw);
+    comp += B * fmax(flops / tp / (c->peak[ap] * c->attn_eff), kv_bytes(a, tp) * C / bw);
     comp += B * elementwise_elems(a, moe) * 2 / bw;
     double comm = 2 * keel_plan_allreduce_time(B * a->d * 2, tp, bw_tp, lat_tp);
-    if (moe) comm += ep_time(a, c, l, B / tp, wb < 2 ? 1 : 2, 2);
+    if (moe) comm += ep_time(a, c, l, B / tp, fmin(wb, 2), 2);
     total += comp + fmax(0, comm - comp); /* two micro-batches: one computes while the other talks */
   }
   return (total + keel_plan_gemm_time(c, p, B, a->vocab / tp, a->d, 2, wb)) / c->sustained;
@@ -282,11 +292,11 @@ static keel_status plan_serve(keel_plan *p, const keel_arch *a, const keel_clust
   memset(p, 0, sizeof *p);
   p->lay = *l, p->recompute = KEEL_RECOMPUTE_NONE;
   keel_prec pr = o->prec;
-  double wb = pr == KEEL_PREC_FP32 ? 4 : pr == KEEL_PREC_BF16 ? 2 : 1, dense, expert;
+  double dense, expert;
   chip_params(a, l, &dense, &expert);
-  p->mem_weights = (dense + expert) * wb;
+  p->mem_weights = (dense + expert) * elem_bytes(pr);
   p->mem_reserve = c->reserve_bytes;
-  double kv_tok = a->layers * keel_arch_kv_elems(a) * 2 / (a->mla ? 1 : fmin(l->tp, a->kv_heads));
+  double kv_tok = a->layers * kv_bytes(a, l->tp);
   double free_b = c->hbm_bytes - p->mem_weights - p->mem_reserve;
   p->kv_tokens_chip = free_b > 0 ? free_b / kv_tok : 0;
   p->fits = p->kv_tokens_chip >= o->seq;
@@ -333,7 +343,7 @@ static keel_status eval_at(keel_plan *p, const keel_arch *a, const keel_cluster 
   int overlap = o->schedule == KEEL_SCHEDULE_DUALPIPE;
   double tax = (overlap ? 1 / (1 - c->comm_tax) : 1) / c->sustained;
   double F = ps.fwd * tax / pp, B = (ps.bwd + ps.recompute) * tax / pp;
-  double bw_pp, lat_pp, ab = o->prec == KEEL_PREC_FP32 ? 4 : 2;
+  double bw_pp, lat_pp, ab = act_bytes(o->prec);
   link(c, (double)l->tp * l->cp * l->dp + 1, &bw_pp, &lat_pp);
   double ppc = pp > 1 ? t / l->tp * a->d * ab / bw_pp + lat_pp : 0; /* one boundary, one direction */
   double tp_s = ps.tp / pp, epf = ps.ep_f / pp, epb = ps.ep_b / pp;
@@ -368,8 +378,7 @@ static keel_status eval_at(keel_plan *p, const keel_arch *a, const keel_cluster 
   double tokens = o->global_batch * o->seq;
   p->tokens_per_s = tokens / p->step_s;
   p->flops_per_token = keel_arch_train_flops_per_token(a, o->seq);
-  keel_prec mp = o->prec == KEEL_PREC_FP32 ? KEEL_PREC_FP32 : o->prec;
-  p->mfu = p->flops_per_token * p->tokens_per_s / (o->chips * c->peak[mp]);
+  p->mfu = p->flops_per_token * p->tokens_per_s / (o->chips * c->peak[o->prec]);
   /* memory of the busiest (first) stage */
   double w1, g1, o1, w2, g2, o2;
   keel_plan_zero_bytes(dense, l->dp, o->zero, o->prec, o->bf16_moments, &w1, &g1, &o1);
@@ -407,8 +416,7 @@ static int better(const keel_plan *x, const keel_plan *y, int serve) {
 int keel_plan_search(keel_plan *best, int max, const keel_arch *a, const keel_cluster *c, const keel_plan_opts *o,
                      const keel_layout *fixed) {
   int n = 0, chips = (int)o->chips;
-  keel_status last = KEEL_OK;
-  char why[256] = "";
+  char why[256] = ""; /* the first reason a layout was refused */
   for (int tp = 1; tp <= chips; tp++) {
     if (chips % tp || (fixed->tp && tp != fixed->tp) || (!fixed->tp && tp > c->domain)) continue;
     for (int pp = 1; pp <= chips / tp; pp++) {
@@ -425,10 +433,8 @@ int keel_plan_search(keel_plan *best, int max, const keel_arch *a, const keel_cl
           if (o->serve && mb > 1) break;
           keel_layout l = {tp, pp, dp, ep, cp, mb};
           keel_plan p;
-          keel_status st = keel_plan_eval(&p, a, c, o, &l);
-          if (st != KEEL_OK) {
-            if (last == KEEL_OK) snprintf(why, sizeof why, "%s", keel_errmsg());
-            last = st;
+          if (keel_plan_eval(&p, a, c, o, &l) != KEEL_OK) {
+            if (!why[0]) snprintf(why, sizeof why, "%s", keel_errmsg());
             continue;
           }
           int at = n < max ? n++ : max;
