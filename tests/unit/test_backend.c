@@ -1,6 +1,7 @@
 /* backend/: the fast CPU kernels against the reference kernels, on shapes that
  * hit every path (tails of 4-row blocks, 16- and 64-wide chunks, few rows). */
 #include <math.h>
+#include <omp.h>
 
 #include "backend/backend.h"
 #include "check.h"
@@ -80,7 +81,8 @@ static void typed_weights(const keel_backend *fast, const keel_backend *ref, kee
 int main(void) {
   const keel_backend *fast = keel_backend_cpu(), *ref = keel_backend_cpu_reference();
   static const int shapes[][3] = {{1, 1, 1},   {3, 17, 5},  {4, 16, 4},   {15, 64, 9},  {16, 64, 64},
-                                  {37, 130, 70}, {64, 96, 33}, {5, 200, 130}, {130, 48, 257}};
+                                  {37, 130, 70}, {64, 96, 33}, {5, 200, 130}, {130, 48, 257},
+                                  {100, 400, 1100}};
   keel_rng r;
   keel_rng_init(&r, 1);
   typed_weights(fast, ref, &r);
@@ -195,6 +197,21 @@ int main(void) {
     CHECK(rel(g[0][2], g[1][2], (size_t)Nt * dr) < 1e-5);
     for (int k = 0; k < 2; k++) free(g[k][0]), free(g[k][1]), free(g[k][2]);
     free(q), free(kv), free(kpe), free(o1), free(o2), free(a1), free(a2), free(go);
+  }
+  /* the same bits whatever the thread count (row blocks, chunks and panel groups all split) */
+  {
+    int n = 200, kk = 450, m = 1300;
+    float *x = rnd(&r, (size_t)n * kk), *w = rnd(&r, (size_t)m * kk), *o[2], *dw[2];
+    for (int k = 0; k < 2; k++) {
+      omp_set_num_threads(k + 1);
+      o[k] = keel_xmalloc((size_t)n * m * 4), dw[k] = keel_xcalloc((size_t)m * kk, 4);
+      fast->matmul(o[k], x, w, n, kk, m, 0);
+      fast->matmul_backward(NULL, dw[k], o[k], x, w, n, kk, m);
+    }
+    omp_set_num_threads(omp_get_num_procs());
+    CHECK(!memcmp(o[0], o[1], (size_t)n * m * 4) && !memcmp(dw[0], dw[1], (size_t)m * kk * 4));
+    for (int k = 0; k < 2; k++) free(o[k]), free(dw[k]);
+    free(x), free(w);
   }
   fprintf(stderr, "fast vs reference GEMM: worst relative error %.2e\n", worst);
   return check_done("test_backend");

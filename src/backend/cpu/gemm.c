@@ -1,10 +1,21 @@
-/* The packed GEMM: C (R x S, row stride ldc) += A (R x J) B (J x S). B is
- * packed into panels of 64 columns (J x 64, contiguous, zero-padded; a typed
- * weight is dequantised while packing) and A into 6-row micro-panels; each
- * panel is walked in chunks of KC rows that stay in L2 while a 6 x 64
- * register tile (24 vector accumulators) runs over them. Threads take whole
- * panels, so every C element is summed in the same order whatever the thread
- * count. Packing buffers belong to each thread and are kept between calls. */
+/* The packed GEMM: C (R x S, row stride ldc) += A (R x J) B (J x S).
+ *
+ * B is packed into panels of 64 columns (J x 64, contiguous, zero-padded; a
+ * typed weight is dequantised while packing). A 6 x 64 register tile (24
+ * vector accumulators) multiplies 6 rows of A by a chunk of KC rows of a
+ * panel: the chunk (48 KiB) stays in L1 while the tile walks down a block of
+ * MC rows of A (72 KiB, in L2), and each block is used by GP panels before
+ * the next. Rows of A are read in place when they are contiguous (a_cs 1);
+ * otherwise A is packed once into 6-row micro-panels, chunk by chunk, so that
+ * every read is a sequential stream. Each tile asks for the next tile's rows
+ * of A and for its own C rows ahead of time.
+ *
+ * Threads take contiguous ranges of whole panels, and a C element is summed
+ * over the chunks in order, so results do not depend on the thread count.
+ * Packing buffers belong to each thread and are kept between calls.
+ * (Block sizes measured on AVX-512: KC 192 / MC 96 / GP 8 beat 96..384 by a
+ * few percent on training shapes.) */
+#include <omp.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +25,9 @@
 
 #define NR 64  /* columns of a panel */
 #define MR 6   /* rows of a register tile */
-#define KC 384 /* rows of a panel chunk */
+#define KC 192 /* rows of a panel chunk */
+#define MC 96  /* rows of A per block */
+#define GP 8   /* panels that share a block of A */
 
 /* A per-thread buffer that only grows. */
 static float *scratch(float **buf, size_t *cap, size_t n) {
@@ -92,35 +105,57 @@ KERNEL static void pack_panel(float *dst, const keel_gemm_b *b, int J, int s0, i
   }
 }
 
-/* A packed as MR-row micro-panels: ap[rb][j][0..MR), zero-padded. */
-static void pack_a(float *ap, const float *a, long a_rs, long a_cs, int R, int J) {
+/* A chunk of A packed as MR-row micro-panels, ap[rb][j][0..MR) for j in
+ * [j0, j0 + kc), zero-padded, so that one chunk is one sequential stream. */
+static void pack_a(float *ap, const float *a, long a_rs, long a_cs, int R, int j0, int kc) {
   int nb = (R + MR - 1) / MR;
 #pragma omp parallel for schedule(static)
   for (int rb = 0; rb < nb; rb++) {
-    float *d = ap + (long)rb * J * MR;
-    for (int j = 0; j < J; j++)
-      for (int r = 0; r < MR; r++) {
-        int row = rb * MR + r;
-        d[(long)j * MR + r] = row < R ? a[row * a_rs + j * a_cs] : 0.0f;
-      }
+    float *d = ap + (long)rb * kc * MR;
+    int rows = R - rb * MR < MR ? R - rb * MR : MR;
+    const float *s = a + (long)rb * MR * a_rs + (long)j0 * a_cs;
+    if (rows == MR && a_rs == 1) { /* the MR values of a column are contiguous */
+      for (int j = 0; j < kc; j++) memcpy(d + (long)j * MR, s + (long)j * a_cs, MR * sizeof *d);
+      continue;
+    }
+    for (int j = 0; j < kc; j++) {
+      for (int r = 0; r < rows; r++) d[(long)j * MR + r] = s[r * a_rs + j * a_cs];
+      for (int r = rows; r < MR; r++) d[(long)j * MR + r] = 0.0f;
+    }
   }
 }
 
-KERNEL static void tile(float *c, long ldc, const float *ap, const float *bp, int rows, int J, int cols) {
+/* C (rows x cols) += A (rows x J) B (J x NR, a panel chunk), A(r, j) =
+ * a[r*a_rs + j*a_cs] with the strides constant in each caller: rows in place
+ * (a_cs 1) or a packed micro-panel (a_rs 1). Rows past `rows` repeat the
+ * last one and are not stored. pf is the next tile's A (pf_rows rows,
+ * pf_rs apart), fetched into L2 while this one runs. */
+static inline __attribute__((always_inline)) void tile_body(float *c, long ldc, const float *a, long a_rs, long a_cs,
+                                                            const float *bp, int rows, int J, int cols,
+                                                            const float *pf, long pf_rs, int pf_rows) {
+  for (int r = 0; r < rows; r++)
+    for (int k = 0; k < NR; k += 16) __builtin_prefetch(c + (long)r * ldc + k, 1);
+  const float *a0 = a, *a1 = a + (rows > 1) * a_rs, *a2 = a + (rows > 2 ? 2 : rows - 1) * a_rs,
+              *a3 = a + (rows > 3 ? 3 : rows - 1) * a_rs, *a4 = a + (rows > 4 ? 4 : rows - 1) * a_rs,
+              *a5 = a + (rows > 5 ? 5 : rows - 1) * a_rs;
+  for (int r = 0; r < pf_rows; r++)
+    for (int k = 0; k < J; k += 16) __builtin_prefetch(pf + r * pf_rs + k, 0, 2);
   v16 c00 = {0}, c01 = {0}, c02 = {0}, c03 = {0}, c10 = {0}, c11 = {0}, c12 = {0}, c13 = {0};
   v16 c20 = {0}, c21 = {0}, c22 = {0}, c23 = {0}, c30 = {0}, c31 = {0}, c32 = {0}, c33 = {0};
   v16 c40 = {0}, c41 = {0}, c42 = {0}, c43 = {0}, c50 = {0}, c51 = {0}, c52 = {0}, c53 = {0};
+#pragma GCC unroll 4
   for (int j = 0; j < J; j++) {
     const float *bj = bp + (long)j * NR;
-    v16 b0 = *(const v16 *)bj, b1 = *(const v16 *)(bj + 16), b2 = *(const v16 *)(bj + 32), b3 = *(const v16 *)(bj + 48);
-    const float *aj = ap + (long)j * MR;
+    v16 b0 = *(const v16 *)bj, b1 = *(const v16 *)(bj + 16);
+    v16 b2 = *(const v16 *)(bj + 32), b3 = *(const v16 *)(bj + 48);
+    long o = (long)j * a_cs;
     float s;
-    s = aj[0], c00 += s * b0, c01 += s * b1, c02 += s * b2, c03 += s * b3;
-    s = aj[1], c10 += s * b0, c11 += s * b1, c12 += s * b2, c13 += s * b3;
-    s = aj[2], c20 += s * b0, c21 += s * b1, c22 += s * b2, c23 += s * b3;
-    s = aj[3], c30 += s * b0, c31 += s * b1, c32 += s * b2, c33 += s * b3;
-    s = aj[4], c40 += s * b0, c41 += s * b1, c42 += s * b2, c43 += s * b3;
-    s = aj[5], c50 += s * b0, c51 += s * b1, c52 += s * b2, c53 += s * b3;
+    s = a0[o], c00 += s * b0, c01 += s * b1, c02 += s * b2, c03 += s * b3;
+    s = a1[o], c10 += s * b0, c11 += s * b1, c12 += s * b2, c13 += s * b3;
+    s = a2[o], c20 += s * b0, c21 += s * b1, c22 += s * b2, c23 += s * b3;
+    s = a3[o], c30 += s * b0, c31 += s * b1, c32 += s * b2, c33 += s * b3;
+    s = a4[o], c40 += s * b0, c41 += s * b1, c42 += s * b2, c43 += s * b3;
+    s = a5[o], c50 += s * b0, c51 += s * b1, c52 += s * b2, c53 += s * b3;
   }
   /* accumulators stay in registers: no address is taken, each row is stored by name */
 #define STORE_ROW(r, x0, x1, x2, x3)                                                  \
@@ -142,23 +177,57 @@ KERNEL static void tile(float *c, long ldc, const float *ap, const float *bp, in
 #undef STORE_ROW
 }
 
+KERNEL static void tile_rows(float *c, long ldc, const float *a, long a_rs, const float *bp, int rows, int J, int cols,
+                             const float *pf, int pf_rows) {
+  tile_body(c, ldc, a, a_rs, 1, bp, rows, J, cols, pf, a_rs, pf_rows);
+}
+
+KERNEL static void tile_packed(float *c, long ldc, const float *ap, const float *bp, int rows, int J, int cols,
+                               const float *pf) {
+  tile_body(c, ldc, ap, 1, MR, bp, rows, J, cols, pf, J, MR); /* a micro-panel: MR pieces of J floats */
+}
+
 void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, const keel_gemm_b *b, int R, int J,
                    int S) {
   int np = (S + NR - 1) / NR, nb = (R + MR - 1) / MR;
-  bufs *mine = my_bufs();
-  float *ap = scratch(&mine->a, &mine->a_cap, (size_t)nb * J * MR);
-  pack_a(ap, a, a_rs, a_cs, R, J);
-#pragma omp parallel for schedule(static)
-  for (int p = 0; p < np; p++) {
+  float *ap = NULL;
+  if (a_cs != 1) { /* A is read down its columns: pack it, chunk by chunk */
+    bufs *mine = my_bufs();
+    ap = scratch(&mine->a, &mine->a_cap, (size_t)nb * J * MR);
+    for (int j0 = 0; j0 < J; j0 += KC)
+      pack_a(ap + (long)nb * j0 * MR, a, a_rs, a_cs, R, j0, J - j0 < KC ? J - j0 : KC);
+  }
+#pragma omp parallel
+  {
+    int nt = omp_get_num_threads(), id = omp_get_thread_num();
+    int p_lo = (int)((long)np * id / nt), p_hi = (int)((long)np * (id + 1) / nt);
     bufs *t = my_bufs();
-    float *bp = scratch(&t->b, &t->b_cap, (size_t)J * NR);
-    pack_panel(bp, b, J, p * NR, S);
-    int cols = S - p * NR < NR ? S - p * NR : NR;
-    for (int j0 = 0; j0 < J; j0 += KC) {
-      int kc = J - j0 < KC ? J - j0 : KC;
-      for (int r0 = 0; r0 < R; r0 += MR)
-        tile(c + (long)r0 * ldc + (long)p * NR, ldc, ap + ((long)(r0 / MR) * J + j0) * MR, bp + (long)j0 * NR,
-             R - r0 < MR ? R - r0 : MR, kc, cols);
+    for (int g0 = p_lo; g0 < p_hi; g0 += GP) {
+      int g1 = g0 + GP < p_hi ? g0 + GP : p_hi;
+      float *bp = scratch(&t->b, &t->b_cap, (size_t)(g1 - g0) * J * NR);
+      for (int p = g0; p < g1; p++) pack_panel(bp + (long)(p - g0) * J * NR, b, J, p * NR, S);
+      for (int j0 = 0; j0 < J; j0 += KC) {
+        int kc = J - j0 < KC ? J - j0 : KC;
+        for (int i0 = 0; i0 < R; i0 += MC) {
+          int i1 = R - i0 < MC ? R : i0 + MC;
+          for (int p = g0; p < g1; p++) {
+            int cols = S - p * NR < NR ? S - p * NR : NR;
+            const float *bc = bp + (long)(p - g0) * J * NR + (long)j0 * NR;
+            for (int r0 = i0; r0 < i1; r0 += MR) {
+              float *ct = c + (long)r0 * ldc + (long)p * NR;
+              int rows = R - r0 < MR ? R - r0 : MR, next = r0 + MR < R ? r0 + MR : r0; /* next tile's first row */
+              int next_rows = R - next < MR ? R - next : MR;
+              if (ap) {
+                const float *chunk = ap + (long)nb * j0 * MR; /* nb micro-panels of kc x MR */
+                tile_packed(ct, ldc, chunk + (long)r0 * kc, bc, rows, kc, cols, chunk + (long)next * kc);
+              } else {
+                tile_rows(ct, ldc, a + (long)r0 * a_rs + j0, a_rs, bc, rows, kc, cols, a + (long)next * a_rs + j0,
+                          next_rows);
+              }
+            }
+          }
+        }
+      }
     }
   }
 }
