@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include "backend/backend.h"
+#include "backend/cpu/simd.h"
 #include "check.h"
 #include "core/dtype.h"
 #include "core/error.h"
@@ -109,6 +110,21 @@ int main(void) {
     worst = fmax(worst, fmax(ex, ew));
     CHECK_MSG(ex < 1e-5 && ew < 1e-5, "matmul backward %dx%dx%d: dx %.3g dw %.3g", N, K, M, ex, ew);
     free(x), free(w), free(dout), free(o1), free(o2), free(dx1), free(dx2), free(dw1), free(dw2);
+  }
+  /* the vector e^x behind the softmaxes and SwiGLU: within 3e-7 of exp() over its range */
+  {
+    double worst_exp = 0;
+    for (float x0 = -87.0f; x0 < 88.0f; x0 += 0.37f) {
+      v16 x;
+      for (int k = 0; k < 16; k++) x[k] = x0 + 0.0231f * k;
+      v16 y = x;
+      keel_exp16(&y);
+      for (int k = 0; k < 16; k++) worst_exp = fmax(worst_exp, fabs(y[k] / exp((double)x[k]) - 1));
+    }
+    v16 e = {NAN, -1000.0f, 1000.0f, 0.0f};
+    keel_exp16(&e);
+    CHECK_MSG(worst_exp < 3e-7, "exp16 relative error %.3g", worst_exp);
+    CHECK(isnan(e[0]) && e[1] > 0 && e[1] < 1e-37f && isfinite(e[2]) && e[2] > 1e38f && e[3] == 1.0f);
   }
   /* cross-entropy: losses and gradients, ignored rows */
   int N = 7, V = 1000;

@@ -88,6 +88,49 @@ static void matmul_backward(float *dx, float *dw, const float *dout, const float
   if (dw) keel_cpu_gemm(dw, K, dout, 1, M, &bx, M, N, K); /* dw (M, K) += dout^T (M, N) x (N, K) */
 }
 
+/* Row kernels of the softmaxes, SwiGLU and RMSNorm, 16 floats at a time with
+ * keel_v16_exp; the last n % 16 go through the scalar formula. */
+#define ld(p) (*(const v16 *)(p))
+static inline double hsum_d(const v16 *v) {
+  double s = 0;
+  for (int k = 0; k < 16; k++) s += (*v)[k];
+  return s;
+}
+
+KERNEL static float row_max(const float *x, int n) {
+  v16 m = {0};
+  m -= INFINITY;
+  int i = 0;
+  for (; i + 16 <= n; i += 16) {
+    v16 v = ld(x + i);
+    vi16 gt = v > m;
+    m = (v16)((gt & (vi16)v) | (~gt & (vi16)m));
+  }
+  float r = -INFINITY;
+  for (int k = 0; k < 16; k++) r = m[k] > r ? m[k] : r;
+  for (; i < n; i++) r = x[i] > r ? x[i] : r;
+  return r;
+}
+
+/* x = e^(x - mx) in place; returns the sum. */
+KERNEL static double exp_sum(float *x, int n, float mx) {
+  v16 acc = {0};
+  int i = 0;
+  for (; i + 16 <= n; i += 16) {
+    v16 e = ld(x + i) - mx;
+    keel_exp16(&e);
+    *(v16 *)(x + i) = e, acc += e;
+  }
+  double s = hsum_d(&acc);
+  for (; i < n; i++) s += x[i] = expf(x[i] - mx);
+  return s;
+}
+
+KERNEL static void scale_row(float *x, int n, float k) {
+#pragma omp simd
+  for (int i = 0; i < n; i++) x[i] *= k;
+}
+
 static void cross_entropy(float *losses, float *logits, const int32_t *targets, int N, int V, float scale) {
 #pragma omp parallel for schedule(static)
   for (int n = 0; n < N; n++) {
@@ -97,14 +140,10 @@ static void cross_entropy(float *losses, float *logits, const int32_t *targets, 
       memset(l, 0, (size_t)V * sizeof *l);
       continue;
     }
-    float mx = -INFINITY;
-    for (int v = 0; v < V; v++) mx = l[v] > mx ? l[v] : mx;
-    float target = l[targets[n]];
-    double sum = 0;
-    for (int v = 0; v < V; v++) sum += l[v] = expf(l[v] - mx); /* one exp per logit */
+    float mx = row_max(l, V), target = l[targets[n]];
+    double sum = exp_sum(l, V, mx); /* one exp per logit */
     losses[n] = mx + (float)log(sum) - target;
-    float k = (float)(scale / sum);
-    for (int v = 0; v < V; v++) l[v] *= k;
+    scale_row(l, V, (float)(scale / sum));
     l[targets[n]] -= scale;
   }
 }
@@ -134,12 +173,10 @@ static void scores_softmax(float *S, const float *q, const float *kv, const floa
   keel_cpu_gemm(S, T, q, (long)H * dq, 1, &bk, T, dn, T);
   keel_cpu_gemm(S, T, q + dn, (long)H * dq, 1, &bp, T, dr, T);
   for (int t = 0; t < T; t++) {
-    float *a = S + (long)t * T, mx = -INFINITY, sum = 0;
-    for (int j = 0; j <= t; j++) mx = fmaxf(mx, a[j] *= scale);
-    for (int j = 0; j <= t; j++) sum += a[j] = expf(a[j] - mx);
-    float inv = 1.0f / sum;
-    for (int j = 0; j <= t; j++) a[j] *= inv;
-    for (int j = t + 1; j < T; j++) a[j] = 0;
+    float *a = S + (long)t * T;
+    scale_row(a, t + 1, scale);
+    scale_row(a, t + 1, (float)(1 / exp_sum(a, t + 1, row_max(a, t + 1))));
+    memset(a + t + 1, 0, (size_t)(T - t - 1) * sizeof *a);
   }
 }
 
@@ -209,9 +246,41 @@ static void attention_backward(float *dq, float *dkv, float *dkpe, const float *
 
 /* The memory-bound ops, parallel over rows or elements (the reference's formulas). RMSNorm's
  * weight gradient is summed over fixed 64-row chunks, then the chunks in order. */
+KERNEL static void rmsnorm_row(float *out, float *rstd, const float *x, const float *w, int D, float eps) {
+  v16 acc = {0};
+  int i = 0;
+  for (; i + 16 <= D; i += 16) acc += ld(x + i) * ld(x + i);
+  double ss = hsum_d(&acc);
+  for (; i < D; i++) ss += (double)x[i] * x[i];
+  float r = *rstd = (float)(1.0 / sqrt(ss / D + eps));
+#pragma omp simd
+  for (int k = 0; k < D; k++) out[k] = x[k] * r * w[k];
+}
+
 static void rmsnorm(float *out, float *rstd, const float *x, const float *w, int N, int D, float eps) {
 #pragma omp parallel for schedule(static)
-  for (int n = 0; n < N; n++) keel_cpu_ref_rmsnorm(out + (long)n * D, rstd + n, x + (long)n * D, w, 1, D, eps);
+  for (int n = 0; n < N; n++) rmsnorm_row(out + (long)n * D, rstd + n, x + (long)n * D, w, D, eps);
+}
+
+/* dx += dout w r - x (sum dout w x) r^3 / D, dw += dout x r, for n rows. */
+KERNEL static void rmsnorm_backward_rows(float *dx, float *dw, const float *dout, const float *x, const float *w,
+                                         const float *rstd, int n, int D) {
+  for (int row = 0; row < n; row++) {
+    const float *xr = x + (long)row * D, *dr = dout + (long)row * D;
+    float *dxr = dx + (long)row * D, r = rstd[row];
+    v16 acc = {0};
+    int i = 0;
+    for (; i + 16 <= D; i += 16) acc += ld(dr + i) * ld(w + i) * ld(xr + i);
+    double dot = hsum_d(&acc);
+    for (; i < D; i++) dot += (double)dr[i] * w[i] * xr[i];
+    float c = (float)(dot * r * r * r / D);
+#pragma omp simd
+    for (int k = 0; k < D; k++) dxr[k] += dr[k] * w[k] * r - xr[k] * c;
+    if (dw) {
+#pragma omp simd
+      for (int k = 0; k < D; k++) dw[k] += dr[k] * xr[k] * r;
+    }
+  }
 }
 
 static void rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w,
@@ -223,8 +292,8 @@ static void rmsnorm_backward(float *dx, float *dw, const float *dout, const floa
 #pragma omp parallel for schedule(static)
   for (int ch = 0; ch < nch; ch++) {
     int n0 = ch * ROWS, n = N - n0 < ROWS ? N - n0 : ROWS;
-    keel_cpu_ref_rmsnorm_backward(dx + (long)n0 * D, part ? part + (long)ch * D : NULL, dout + (long)n0 * D,
-                                  x + (long)n0 * D, w, rstd + n0, n, D);
+    rmsnorm_backward_rows(dx + (long)n0 * D, part ? part + (long)ch * D : NULL, dout + (long)n0 * D, x + (long)n0 * D,
+                          w, rstd + n0, n, D);
   }
   for (int ch = 0; dw && ch < nch; ch++) axpy(dw, 1.0f, part + (long)ch * D, D);
   free(part);
@@ -237,16 +306,39 @@ static void rope(float *x, const int *pos, const float *cos_t, const float *sin_
     keel_cpu_ref_rope(x + (long)n * row_stride, pos + n, cos_t, sin_t, 1, n_vec, row_stride, vec_stride, dr, inverse);
 }
 
+/* h = silu(g) u and its gradients; silu(g) = g sigmoid(g). */
+KERNEL static void swiglu_row(float *h, const float *g, const float *u, int n) {
+  int i = 0;
+  for (; i + 16 <= n; i += 16) {
+    v16 e = -ld(g + i);
+    keel_exp16(&e);
+    *(v16 *)(h + i) = ld(g + i) / (1.0f + e) * ld(u + i);
+  }
+  if (i < n) keel_cpu_ref_swiglu(h + i, g + i, u + i, 1, n - i);
+}
+
+KERNEL static void swiglu_backward_row(float *dg, float *du, const float *dh, const float *g, const float *u, int n) {
+  int i = 0;
+  for (; i + 16 <= n; i += 16) {
+    v16 gi = ld(g + i), e = -gi, d = ld(dh + i);
+    keel_exp16(&e);
+    v16 sg = 1.0f / (1.0f + e);
+    *(v16 *)(du + i) += d * gi * sg;
+    *(v16 *)(dg + i) += d * ld(u + i) * sg * (1.0f + gi * (1.0f - sg));
+  }
+  if (i < n) keel_cpu_ref_swiglu_backward(dg + i, du + i, dh + i, g + i, u + i, 1, n - i);
+}
+
 static void swiglu(float *h, const float *g, const float *u, int N, int I) {
 #pragma omp parallel for schedule(static)
-  for (int n = 0; n < N; n++) keel_cpu_ref_swiglu(h + (long)n * I, g + (long)n * I, u + (long)n * I, 1, I);
+  for (int n = 0; n < N; n++) swiglu_row(h + (long)n * I, g + (long)n * I, u + (long)n * I, I);
 }
 
 static void swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u, int N, int I) {
 #pragma omp parallel for schedule(static)
   for (int n = 0; n < N; n++) {
     long o = (long)n * I;
-    keel_cpu_ref_swiglu_backward(dg + o, du + o, dh + o, g + o, u + o, 1, I);
+    swiglu_backward_row(dg + o, du + o, dh + o, g + o, u + o, I);
   }
 }
 
@@ -281,12 +373,8 @@ static void attention_latent(float *olat, const float *qabs, const float *qpe, c
     float *a = malloc((size_t)(len > 0 ? len : 1) * sizeof *a);
     if (!a) abort();
     const float *qa = qabs + (long)h * rkv, *qp = qpe + (long)h * dr;
-    float mx = -INFINITY, sum = 0;
-    for (int j = 0; j < len; j++) {
-      a[j] = (dot(qa, ckv + (long)j * rkv, rkv) + dot(qp, kpe + (long)j * dr, dr)) * scale;
-      mx = a[j] > mx ? a[j] : mx;
-    }
-    for (int j = 0; j < len; j++) sum += a[j] = expf(a[j] - mx);
+    for (int j = 0; j < len; j++) a[j] = (dot(qa, ckv + (long)j * rkv, rkv) + dot(qp, kpe + (long)j * dr, dr)) * scale;
+    float sum = (float)exp_sum(a, len, row_max(a, len));
     float *o = olat + (long)h * rkv;
     memset(o, 0, (size_t)rkv * sizeof *o);
     for (int j = 0; j < len; j++) axpy(o, a[j] / sum, ckv + (long)j * rkv, rkv);

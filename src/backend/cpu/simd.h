@@ -1,5 +1,6 @@
-/* What the fast CPU kernels share: a 16-float vector type and the run-time
- * dispatch of each kernel to AVX-512, AVX2+FMA or portable code. */
+/* What the fast CPU kernels share: a 16-float vector type, the run-time
+ * dispatch of each kernel to AVX-512, AVX2+FMA or portable code, and e^x on
+ * 16 floats. */
 #ifndef KEEL_BACKEND_CPU_SIMD_H
 #define KEEL_BACKEND_CPU_SIMD_H
 
@@ -9,5 +10,30 @@ typedef float v16 __attribute__((vector_size(64), aligned(4)));
 #else
 #define KERNEL __attribute__((target_clones("avx512f", "arch=haswell", "default"), optimize("fp-contract=fast")))
 #endif
+
+typedef int vi16 __attribute__((vector_size(64), aligned(4)));
+
+/* *x = e^*x on 16 floats within 2 ulp (Cephes' polynomial on x - n ln 2,
+ * |.| <= ln 2 / 2, times 2^n). x is clamped to [-87.3, 88.3], so the result
+ * never overflows to inf nor flushes to 0 (e^-87.3 ~ 1e-38); NaN stays NaN.
+ * Inlined into each KERNEL clone (hence a pointer, not a vector argument). */
+static inline __attribute__((always_inline)) void keel_exp16(v16 *px) {
+  const v16 zero = {0}, lo = zero - 87.3f, hi = zero + 88.3f;
+  v16 x = *px;
+  vi16 below = x < lo, above = x > hi;
+  x = (v16)((below & (vi16)lo) | (~below & (vi16)x));
+  x = (v16)((above & (vi16)hi) | (~above & (vi16)x));
+  v16 t = x * 1.44269504088896341f + 0x1.8p23f; /* round(x / ln 2) in the low mantissa bits */
+  v16 n = t - 0x1.8p23f;
+  v16 r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  v16 p = r * 1.9875691500e-4f + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  vi16 e = ((vi16)t - 0x4B400000 + 127) << 23; /* 2^n from n's bits */
+  *px = p * (v16)e;
+}
 
 #endif
