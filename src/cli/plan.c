@@ -31,8 +31,8 @@ static void usage(void) {
          "  -m, --model FILE         HF config.json\n"
          "  -c, --cluster NAME|FILE  preset (cloudmatrix384, gb200-nvl72, hgx-a100, hgx-h100, hgx-h200,\n"
          "                           hgx-h800, hgx-h20; 'hgx-' may be left out), 'local' (this machine,\n"
-         "                           measured now with keel's kernels), or a JSON file (\"base\": NAME\n"
-         "                           starts from a preset)\n"
+         "                           measured now with keel's kernels on this model's shapes), or a JSON\n"
+         "                           file (\"base\": NAME starts from a preset)\n"
          "      --compare A,B,...    the same run on each cluster, side by side\n"
          "      --chips N            cluster size (default: the preset's)\n"
          "      --tp/--pp/--dp/--ep/--cp N   parallel layout (default: searched; cp 1)\n"
@@ -67,44 +67,76 @@ static int parse_num(const char *s, double *out) {
 }
 
 /* GEMM share of peak as the planner models its shape: prod(x / (x + half)). */
-static double shape3(const int s[3], double half) {
+static double shape3(const double s[3], double half) {
   return s[0] / (s[0] + half) * s[1] / (s[1] + half) * s[2] / (s[2] + half);
 }
 
 /* Forward, dx and dw at equal work: their harmonic mean. */
 static double mean3(const double f[3]) { return 3 / (1 / f[0] + 1 / f[1] + 1 / f[2]); }
 
-/* The local preset: this machine, measured with the kernels keel train runs. GEMM efficiency
- * is fitted to two training-sized shapes as eff * prod(x / (x + half)). */
-static keel_status local_cluster(keel_cluster *c, int threads) {
+/* The local preset's GEMM efficiency, fitted to keel's GEMM on the planned model's own shapes:
+ * every distinct GEMM of a dense and of a MoE layer (routed experts at their share of the
+ * tokens) and the head, at `tokens` rows, forward + dx + dw each. eff and half of
+ * eff * prod(x / (x + half)) are those whose predicted times match the measured ones best in
+ * log terms, each shape weighted by its measured time times how often the model runs it. */
+static void fit_gemm(keel_cluster *c, const keel_arch *m, double tokens) {
+  enum { MAXS = 2 * KEEL_PLAN_MAX_GEMMS + 1 };
+  double sh[MAXS][3], w[MAXS], t[MAXS]; /* rows, k, n; weight; measured seconds */
+  int ns = 0, moe_layers = 0;
+  for (int i = 0; i < m->layers; i++) moe_layers += keel_arch_is_moe_layer(m, i);
+  for (int moe = 0; moe < 2; moe++) {
+    int layers = moe ? moe_layers + m->mtp : m->layers - moe_layers;
+    if (!layers) continue;
+    keel_pgemm g[KEEL_PLAN_MAX_GEMMS];
+    int ng = keel_arch_layer_gemms(m, moe, g);
+    for (int i = 0; i < ng && ns < MAXS - 1; i++) {
+      double rows = g[i].expert ? fmax(1, round(tokens * m->topk / m->experts)) : tokens;
+      double times = layers * (g[i].expert ? m->experts : 1);
+      int k = 0;
+      while (k < ns && !(sh[k][0] == rows && sh[k][1] == g[i].k && sh[k][2] == g[i].n)) k++;
+      if (k == ns) sh[ns][0] = rows, sh[ns][1] = g[i].k, sh[ns][2] = g[i].n, w[ns++] = 0;
+      w[k] += times;
+    }
+  }
+  sh[ns][0] = tokens, sh[ns][1] = m->d, sh[ns][2] = m->vocab, w[ns++] = 1 + m->mtp;
+  for (int i = 0; i < ns; i++) {
+    double f[3];
+    keel_bench_gemm((int)sh[i][0], (int)sh[i][1], (int)sh[i][2], f);
+    t[i] = 3 * 2 * sh[i][0] * sh[i][1] * sh[i][2] / mean3(f);
+    w[i] *= t[i];
+  }
+  double best = INFINITY, peak = c->peak[KEEL_PREC_FP32];
+  for (double half = 0; half <= 4096; half = half < 1 ? 1 : half * 1.05) {
+    double sw = 0, le = 0, r = 0; /* log eff = weighted mean of log(time at eff 1 / measured) */
+    for (int i = 0; i < ns; i++)
+      sw += w[i], le += w[i] * log(3 * 2 * sh[i][0] * sh[i][1] * sh[i][2] / (peak * shape3(sh[i], half)) / t[i]);
+    le /= sw;
+    for (int i = 0; i < ns; i++) {
+      double d = log(3 * 2 * sh[i][0] * sh[i][1] * sh[i][2] / (peak * shape3(sh[i], half)) / t[i]) - le;
+      r += w[i] * d * d;
+    }
+    if (r < best) best = r, c->gemm_half = half, c->gemm_eff = fmin(1, exp(le));
+  }
+}
+
+/* The local preset: this machine, measured with the kernels keel train runs, GEMMs on the
+ * shapes of the model planned at `tokens` rows per micro-batch. */
+static keel_status local_cluster(keel_cluster *c, int threads, const keel_arch *m, double tokens) {
   memset(c, 0, sizeof *c);
   int nt = threads > 0 ? threads : keel_cpu_count();
   snprintf(c->name, sizeof c->name, "local");
   snprintf(c->chip, sizeof c->chip, "this CPU, %d threads", nt);
-  snprintf(c->note, sizeof c->note, "measured now: FMA peak, triad bandwidth, keel's GEMM on three shapes and its norm/SwiGLU/loss kernels");
-  fprintf(stderr, "keel plan: measuring this machine (FMA peak, bandwidth, GEMM)...\n");
+  snprintf(c->note, sizeof c->note,
+           "measured now: FMA peak, triad bandwidth, keel's GEMM on this model's shapes and its norm/SwiGLU/loss kernels");
+  fprintf(stderr, "keel plan: measuring this machine (FMA peak, bandwidth, GEMM on the model's shapes)...\n");
   c->chips = 1, c->domain = 1, c->sustained = 1;
   c->peak[KEEL_PREC_FP32] = keel_cpu_peak_flops_per_core() * nt;
   c->hbm_bw = keel_bench_triad();
   if (c->hbm_bw <= 0) return keel_fail(KEEL_ERR_NOMEM, "no memory to measure the bandwidth");
   c->mem_eff = fmin(1, keel_bench_elementwise(2048, 768, 2048, 8192) / c->hbm_bw);
   c->hbm_bytes = (double)sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGESIZE);
-  static const int sh[2][3] = {{1024, 768, 2048}, {512, 128, 384}};
-  double e[2];
-  for (int i = 0; i < 2; i++) {
-    double f[3];
-    keel_bench_gemm(sh[i][0], sh[i][1], sh[i][2], f);
-    e[i] = mean3(f) / c->peak[KEEL_PREC_FP32];
-  }
-  double lo = 0, hi = 4096;
-  for (int it = 0; it < 60; it++) { /* the half size that gives the measured ratio small / big */
-    double h = (lo + hi) / 2;
-    if (shape3(sh[1], h) / shape3(sh[0], h) > e[1] / e[0]) lo = h;
-    else hi = h;
-  }
-  double h = c->gemm_half = lo;
-  c->gemm_eff = fmin(1, e[0] / shape3(sh[0], h));
-  double f[3];
+  fit_gemm(c, m, tokens);
+  double f[3], h = c->gemm_half;
   keel_bench_gemm(256, 64, 256, f); /* attention runs as GEMMs per (sequence, head) of this shape */
   c->attn_eff = fmin(1, mean3(f) / c->peak[KEEL_PREC_FP32] / (256 / (256 + h)));
   c->ckpt_bw = 1e9, c->restart_s = 30, c->reserve_bytes = 0.3e9;
@@ -120,8 +152,9 @@ typedef struct args {
   char *set[32];
 } args;
 
-static keel_status load_cluster(keel_cluster *c, const char *name, const args *a) {
-  keel_status st = strcmp(name, "local") == 0 ? local_cluster(c, a->threads) : keel_cluster_load(c, name);
+static keel_status load_cluster(keel_cluster *c, const char *name, const args *a, const keel_arch *m) {
+  double tokens = (a->fixed.micro > 0 ? a->fixed.micro : 1) * a->o.seq; /* rows of the GEMMs measured */
+  keel_status st = strcmp(name, "local") == 0 ? local_cluster(c, a->threads, m, tokens) : keel_cluster_load(c, name);
   for (int i = 0; st == KEEL_OK && i < a->n_set; i++) st = keel_cluster_set(c, a->set[i]);
   if (st == KEEL_OK && a->chips > 0) c->chips = a->chips;
   return st == KEEL_OK ? keel_cluster_check(c) : st;
@@ -379,7 +412,7 @@ int keel_cmd_plan(int argc, char **argv) {
       rc = keel_cli_usage_error("plan", "at most 16 clusters in --compare");
       break;
     }
-    if ((st = load_cluster(&c[n], tok, &a)) != KEEL_OK) {
+    if ((st = load_cluster(&c[n], tok, &a, &m)) != KEEL_OK) {
       rc = keel_cli_error("plan", st);
       break;
     }
