@@ -89,7 +89,7 @@ static void matmul_backward(float *dx, float *dw, const float *dout, const float
 }
 
 /* Row kernels of the softmaxes, SwiGLU and RMSNorm, 16 floats at a time with
- * keel_v16_exp; the last n % 16 go through the scalar formula. */
+ * keel_exp16; the last n % 16 go through the scalar formula. */
 #define ld(p) (*(const v16 *)(p))
 static inline double hsum_d(const v16 *v) {
   double s = 0;
