@@ -50,10 +50,13 @@ keel_status keel_train_tokenizer(char **files, int n, int32_t vocab_size, int gp
  * triad bandwidth in bytes/s (0 without memory), and GEMM FLOP/s of an N x K x M product
  * forward, dx and dw. */
 double keel_bench_triad(void);
-void keel_bench_gemm(int N, int K, int M, double flops_per_s[3]);
+void keel_bench_gemm(int N, int K, int M, double flops_per_s[3]); /* median of 5 runs each */
 /* RMSNorm, SwiGLU and cross-entropy forward and backward over N rows: bytes/s as keel plan
  * counts their traffic. */
 double keel_bench_elementwise(int N, int D, int I, int V);
+/* Seconds of keel's attention forward + backward on B sequences of T tokens, H heads of MLA
+ * sizes dn, dr, dv (median of 3). */
+double keel_bench_attention(int B, int T, int H, int dn, int dr, int dv);
 
 /* Reads all of stdin (NUL-terminated). */
 char *keel_read_stdin(size_t *len);

@@ -120,14 +120,14 @@ static void fit_gemm(keel_cluster *c, const keel_arch *m, double tokens) {
 }
 
 /* The local preset: this machine, measured with the kernels keel train runs, GEMMs on the
- * shapes of the model planned at `tokens` rows per micro-batch. */
-static keel_status local_cluster(keel_cluster *c, int threads, const keel_arch *m, double tokens) {
+ * shapes of the model planned at `tokens` rows per micro-batch, attention at its length. */
+static keel_status local_cluster(keel_cluster *c, int threads, const keel_arch *m, double tokens, double seq) {
   memset(c, 0, sizeof *c);
   int nt = threads > 0 ? threads : keel_cpu_count();
   snprintf(c->name, sizeof c->name, "local");
   snprintf(c->chip, sizeof c->chip, "this CPU, %d threads", nt);
   snprintf(c->note, sizeof c->note,
-           "measured now: FMA peak, triad bandwidth, keel's GEMM on this model's shapes and its norm/SwiGLU/loss kernels");
+           "measured now: FMA peak, triad bandwidth, keel's GEMM and attention on this model's shapes, its norm/SwiGLU/loss kernels");
   fprintf(stderr, "keel plan: measuring this machine (FMA peak, bandwidth, GEMM on the model's shapes)...\n");
   c->chips = 1, c->domain = 1, c->sustained = 1;
   c->peak[KEEL_PREC_FP32] = keel_cpu_peak_flops_per_core() * nt;
@@ -136,9 +136,13 @@ static keel_status local_cluster(keel_cluster *c, int threads, const keel_arch *
   c->mem_eff = fmin(1, keel_bench_elementwise(2048, 768, 2048, 8192) / c->hbm_bw);
   c->hbm_bytes = (double)sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGESIZE);
   fit_gemm(c, m, tokens);
-  double f[3], h = c->gemm_half;
-  keel_bench_gemm(256, 64, 256, f); /* attention runs as GEMMs per (sequence, head) of this shape */
-  c->attn_eff = fmin(1, mean3(f) / c->peak[KEEL_PREC_FP32] / (256 / (256 + h)));
+  /* keel's attention forward + backward on one sequence of the model's length (at most 1024)
+   * and at most 16 of its heads, against the FLOPs the planner counts for it */
+  int T = (int)fmin(seq, 1024), H = m->heads < 16 ? m->heads : 16;
+  int dn = m->mla ? m->dn : m->head_dim, dr = m->mla ? m->dr : 0, dv = m->mla ? m->dv : m->head_dim;
+  double flops = 3.5 * keel_arch_attn_flops(m, (T + 1) / 2.0) * T * H / m->heads; /* forward + 2.5x backward */
+  double t = keel_bench_attention(1, T, H, dn, dr, dv);
+  c->attn_eff = fmin(1, flops / (c->peak[KEEL_PREC_FP32] * t * (T / (T + c->gemm_half))));
   c->ckpt_bw = 1e9, c->restart_s = 30, c->reserve_bytes = 0.3e9;
   return KEEL_OK;
 }
@@ -154,7 +158,7 @@ typedef struct args {
 
 static keel_status load_cluster(keel_cluster *c, const char *name, const args *a, const keel_arch *m) {
   double tokens = (a->fixed.micro > 0 ? a->fixed.micro : 1) * a->o.seq; /* rows of the GEMMs measured */
-  keel_status st = strcmp(name, "local") == 0 ? local_cluster(c, a->threads, m, tokens) : keel_cluster_load(c, name);
+  keel_status st = strcmp(name, "local") == 0 ? local_cluster(c, a->threads, m, tokens, a->o.seq) : keel_cluster_load(c, name);
   for (int i = 0; st == KEEL_OK && i < a->n_set; i++) st = keel_cluster_set(c, a->set[i]);
   if (st == KEEL_OK && a->chips > 0) c->chips = a->chips;
   return st == KEEL_OK ? keel_cluster_check(c) : st;

@@ -53,6 +53,7 @@ for cb in "small-dense 8 5" "bench-a 4 3"; do
   meas=$(grep -o '"step_s": [0-9.]*' "$T/run-$1/metrics.jsonl" | tail -n +2 | awk '{s += $2; n++} END {print s / n}')
   pred=$("$KEEL" plan -m configs/$1.json -c local --seq 256 --global-batch $2 --micro-batch $2 --tp 1 --pp 1 --dp 1 \
     --json 2>/dev/null | grep -o '"step_time_s": [0-9.e+-]*' | awk '{print $2}')
-  echo "$1: keel train $meas s per step, keel plan --cluster local $pred s"
+  echo "$1: keel train $meas s per step, keel plan --cluster local $pred s ($(awk -v a="$pred" -v b="$meas" \
+    'BEGIN { printf "%+.1f%%", 100 * (a / b - 1) }'))"
   awk -v a="$pred" -v b="$meas" 'BEGIN { r = a / b; exit !(r > 0.65 && r < 1.35) }' || fail "$1: prediction off by more than 35%"
 done
