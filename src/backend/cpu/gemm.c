@@ -4,17 +4,20 @@
  * typed weight is dequantised while packing). A 6 x 64 register tile (24
  * vector accumulators) multiplies 6 rows of A by a chunk of KC rows of a
  * panel: the chunk (48 KiB) stays in L1 while the tile walks down a block of
- * MC rows of A (72 KiB, in L2), and each block is used by GP panels before
- * the next. Rows of A are read in place when they are contiguous (a_cs 1);
- * otherwise A is packed once into 6-row micro-panels, chunk by chunk, so that
- * every read is a sequential stream. Each tile asks for the next tile's rows
+ * MC rows of A. For each block, every panel of a group (as many as fit
+ * 512 KiB of packed B, in L2) runs all its chunks, so the block's C tiles
+ * stay in L1/L2 over the whole reduction and A's block (48 x J) in L2.
+ * Rows of A are read in place when they are contiguous (a_cs 1); otherwise A
+ * is packed once into 6-row micro-panels, chunk by chunk, so that every read
+ * is a sequential stream. Each tile asks for the next tile's rows
  * of A and for its own C rows ahead of time.
  *
  * Threads take contiguous ranges of whole panels, and a C element is summed
  * over the chunks in order, so results do not depend on the thread count.
  * Packing buffers belong to each thread and are kept between calls.
- * (Block sizes measured on AVX-512: KC 192 / MC 96 / GP 8 beat 96..384 by a
- * few percent on training shapes.) */
+ * (Block sizes measured side by side on AVX-512, one and two threads: KC 192
+ * with MC 48 beat KC 96..384 and MC 96..1024 by a few points on training
+ * shapes.) */
 #include <pthread.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -30,9 +33,9 @@ static int omp_get_thread_num(void) { return 0; }
 
 #define NR 64  /* columns of a panel */
 #define MR 6   /* rows of a register tile */
-#define KC 192 /* rows of a panel chunk */
-#define MC 96  /* rows of A per block */
-#define GP 8   /* panels that share a block of A */
+#define KC 192      /* rows of a panel chunk */
+#define MC 48       /* rows of A per block */
+#define L2B 524288  /* bytes of packed B a thread keeps (in L2) */
 
 /* A per-thread buffer that only grows. */
 static float *scratch(float **buf, size_t *cap, size_t n) {
@@ -207,16 +210,18 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
     int nt = omp_get_num_threads(), id = omp_get_thread_num();
     int p_lo = (int)((long)np * id / nt), p_hi = (int)((long)np * (id + 1) / nt);
     bufs *t = my_bufs();
-    for (int g0 = p_lo; g0 < p_hi; g0 += GP) {
-      int g1 = g0 + GP < p_hi ? g0 + GP : p_hi;
+    int gp = (int)(L2B / ((long)J * NR * sizeof(float))); /* panels whose packed B fit the budget */
+    if (gp < 1) gp = 1;
+    for (int g0 = p_lo; g0 < p_hi; g0 += gp) {
+      int g1 = g0 + gp < p_hi ? g0 + gp : p_hi;
       float *bp = scratch(&t->b, &t->b_cap, (size_t)(g1 - g0) * J * NR);
       for (int p = g0; p < g1; p++) pack_panel(bp + (long)(p - g0) * J * NR, b, J, p * NR, S);
-      for (int j0 = 0; j0 < J; j0 += KC) {
-        int kc = J - j0 < KC ? J - j0 : KC;
-        for (int i0 = 0; i0 < R; i0 += MC) {
-          int i1 = R - i0 < MC ? R : i0 + MC;
-          for (int p = g0; p < g1; p++) {
-            int cols = S - p * NR < NR ? S - p * NR : NR;
+      for (int i0 = 0; i0 < R; i0 += MC) {
+        int i1 = R - i0 < MC ? R : i0 + MC;
+        for (int p = g0; p < g1; p++) {
+          int cols = S - p * NR < NR ? S - p * NR : NR;
+          for (int j0 = 0; j0 < J; j0 += KC) {
+            int kc = J - j0 < KC ? J - j0 : KC;
             const float *bc = bp + (long)(p - g0) * J * NR + (long)j0 * NR;
             for (int r0 = i0; r0 < i1; r0 += MR) {
               float *ct = c + (long)r0 * ldc + (long)p * NR;
