@@ -75,6 +75,32 @@ static bufs *my_bufs(void) {
   return t;
 }
 
+/* dst[i][k] = src[k][i] for a 16 x 16 block (rows dst_rs and src_rs floats apart), in four
+ * rounds of two-vector shuffles: round s swaps the off-diagonal s x s blocks of each 2s x 2s. */
+static const vi16 lo_mask[4] = {
+    {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23},
+    {0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27},
+    {0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29},
+    {0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30}};
+static const vi16 hi_mask[4] = {
+    {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31},
+    {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31},
+    {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31},
+    {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31}};
+
+KERNEL static void transpose16(float *dst, long dst_rs, const float *src, long src_rs) {
+  v16 r[16];
+  for (int i = 0; i < 16; i++) r[i] = *(const v16 *)(src + i * src_rs);
+  for (int round = 0, s = 8; round < 4; round++, s /= 2)
+    for (int i = 0; i < 16; i++)
+      if (!(i & s)) {
+        v16 a = r[i], b = r[i + s];
+        r[i] = __builtin_shuffle(a, b, lo_mask[round]);
+        r[i + s] = __builtin_shuffle(a, b, hi_mask[round]);
+      }
+  for (int i = 0; i < 16; i++) *(v16 *)(dst + i * dst_rs) = r[i];
+}
+
 KERNEL static void pack_panel(float *dst, const keel_gemm_b *b, int J, int s0, int S) {
   int w = S - s0 < NR ? S - s0 : NR;
   if (b->w && b->w_rows) { /* typed weight, row j of w is row j of B */
@@ -101,13 +127,18 @@ KERNEL static void pack_panel(float *dst, const keel_gemm_b *b, int J, int s0, i
     }
     return;
   }
+  int j0 = 0;
+  if (b->rs == 1 && b->cs != 1) /* B's columns are contiguous (a weight used as W^T): 16 x 16 transposes */
+    for (; j0 + 16 <= J; j0 += 16)
+      for (int c0 = 0; c0 + 16 <= w; c0 += 16)
+        transpose16(dst + (long)j0 * NR + c0, NR, b->b + j0 + (long)(s0 + c0) * b->cs, b->cs);
   for (int j = 0; j < J; j++) {
     float *d = dst + (long)j * NR;
     const float *src = b->b + j * b->rs + (long)s0 * b->cs;
     if (b->cs == 1) {
       memcpy(d, src, (size_t)w * sizeof *d);
     } else {
-      for (int c = 0; c < w; c++) d[c] = src[(long)c * b->cs];
+      for (int c = j < j0 ? w & ~15 : 0; c < w; c++) d[c] = src[(long)c * b->cs]; /* what the blocks left */
     }
     for (int c = w; c < NR; c++) d[c] = 0;
   }
