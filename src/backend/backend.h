@@ -63,9 +63,10 @@ typedef struct keel_backend {
   void (*matmul_w)(float *out, const float *x, const keel_wmat *w, int N);
   /* out (N, K) = x (N, M) deq(w), the other side of the same weight */
   void (*matmul_wt)(float *out, const float *x, const keel_wmat *w, int N);
-  /* AdamW on n parameters: m, v moments; decoupled weight decay wd; bias-corrected with step t >= 1 */
-  void (*adamw)(float *p, const float *g, float *m, float *v, long n, float lr, float beta1, float beta2, float eps,
-                float wd, int t);
+  /* AdamW on n parameters with gradient gs * g (gs: the clipping factor, 1 for none): m, v
+   * moments; decoupled weight decay wd; bias-corrected with step t >= 1 */
+  void (*adamw)(float *p, const float *g, float gs, float *m, float *v, long n, float lr, float beta1, float beta2,
+                float eps, float wd, int t);
 } keel_backend;
 
 const keel_backend *keel_backend_cpu(void);

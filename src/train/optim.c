@@ -44,21 +44,21 @@ void keel_adamw_set(keel_adamw *o, const void *m, const void *v, int src_bf16) {
   }
 }
 
-void keel_adamw_step(keel_adamw *o, keel_model *m, float lr) {
+void keel_adamw_step(keel_adamw *o, keel_model *m, float lr, float gs) {
   o->t++;
   for (int i = 0; i < m->tab.n; i++) {
     const keel_param_info *p = &m->tab.t[i];
     float wd = p->decay ? o->wd : 0.0f;
     if (!o->bf16) {
-      m->be->adamw(m->params + p->offset, m->grads + p->offset, (float *)o->m + p->offset, (float *)o->v + p->offset,
-                   (long)p->numel, lr, o->beta1, o->beta2, o->eps, wd, (int)o->t);
+      m->be->adamw(m->params + p->offset, m->grads + p->offset, gs, (float *)o->m + p->offset,
+                   (float *)o->v + p->offset, (long)p->numel, lr, o->beta1, o->beta2, o->eps, wd, (int)o->t);
       continue;
     }
     for (size_t c0 = 0; c0 < p->numel; c0 += CHUNK) {
       size_t off = p->offset + c0, n = p->numel - c0 < CHUNK ? p->numel - c0 : CHUNK;
       uint16_t *bm = (uint16_t *)o->m + off, *bv = (uint16_t *)o->v + off;
       widen(o->tm, bm, n), widen(o->tv, bv, n);
-      m->be->adamw(m->params + off, m->grads + off, o->tm, o->tv, (long)n, lr, o->beta1, o->beta2, o->eps, wd,
+      m->be->adamw(m->params + off, m->grads + off, gs, o->tm, o->tv, (long)n, lr, o->beta1, o->beta2, o->eps, wd,
                    (int)o->t);
       narrow(bm, o->tm, n), narrow(bv, o->tv, n);
     }
@@ -81,13 +81,8 @@ double keel_grad_norm(const keel_model *m) {
   return sqrt(s);
 }
 
-void keel_grad_clip(keel_model *m, float max_norm, double norm) {
-  if (max_norm > 0 && norm > max_norm) {
-    float k = (float)(max_norm / (norm + 1e-6));
-    long n = (long)m->tab.total;
-#pragma omp parallel for simd schedule(static)
-    for (long i = 0; i < n; i++) m->grads[i] *= k;
-  }
+float keel_grad_clip_scale(float max_norm, double norm) {
+  return max_norm > 0 && norm > max_norm ? (float)(max_norm / (norm + 1e-6)) : 1.0f;
 }
 
 float keel_lr_at(keel_schedule s, long step, long total, long warmup, float lr, float min_lr) {

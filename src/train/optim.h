@@ -20,12 +20,15 @@ size_t keel_adamw_moment_bytes(const keel_adamw *o);
 /* Sets both moments from arrays of n floats (src_bf16 0) or n bf16 values (1), converting as needed. */
 void keel_adamw_set(keel_adamw *o, const void *m, const void *v, int src_bf16);
 void keel_adamw_free(keel_adamw *o);
-void keel_adamw_step(keel_adamw *o, keel_model *m, float lr);
+/* One AdamW step on gs * the gradients (gs: keel_grad_clip_scale's factor, or 1). */
+void keel_adamw_step(keel_adamw *o, keel_model *m, float lr, float gs);
 
 /* L2 norm of all gradients (double accumulation). */
 double keel_grad_norm(const keel_model *m);
-/* Scales gradients so their norm (norm: keel_grad_norm's value) is at most max_norm. */
-void keel_grad_clip(keel_model *m, float max_norm, double norm);
+/* The factor that brings the gradients' norm (keel_grad_norm's value) down to max_norm: 1
+ * when it is already at most max_norm or max_norm is 0. AdamW applies it as it reads each
+ * gradient, so clipping costs no pass of its own. */
+float keel_grad_clip_scale(float max_norm, double norm);
 
 typedef enum keel_schedule { KEEL_SCHED_COSINE, KEEL_SCHED_WSD, KEEL_SCHED_CONSTANT } keel_schedule;
 /* Linear warm-up to lr, then: cosine to min_lr; WSD (constant, then linear

@@ -391,8 +391,7 @@ keel_status keel_train_run(const keel_train_opts *o) {
       step = good;
       continue;
     }
-    keel_grad_clip(&m, o->clip, gnorm);
-    keel_adamw_step(&opt, &m, lr);
+    keel_adamw_step(&opt, &m, lr, keel_grad_clip_scale(o->clip, gnorm));
     keel_model_update_bias(&m, o->bias_gamma);
     guard_push(&gd, lm);
     double dt = keel_now() - t0, tps = (double)B * T * o->grad_accum / dt;

@@ -174,7 +174,8 @@ int main(void) {
     for (int k = 0; k < 4; k++) st[1][k] = keel_xmalloc((size_t)n * 4), memcpy(st[1][k], st[0][k], (size_t)n * 4);
     for (int t = 1; t <= 3; t++)
       for (int b = 0; b < 2; b++)
-        (b ? ref : fast)->adamw(st[b][0], g, st[b][2], st[b][3], n, 1e-2f, 0.9f, 0.95f, 1e-8f, t == 2 ? 0.1f : 0, t);
+        (b ? ref : fast)->adamw(st[b][0], g, t == 3 ? 0.5f : 1.0f, st[b][2], st[b][3], n, 1e-2f, 0.9f, 0.95f, 1e-8f,
+                                t == 2 ? 0.1f : 0, t);
     CHECK_MSG(rel(st[0][0], st[1][0], (size_t)n) < 1e-6 && rel(st[0][2], st[1][2], (size_t)n) < 1e-6 &&
                   rel(st[0][3], st[1][3], (size_t)n) < 1e-6,
               "adamw: %.3g", rel(st[0][0], st[1][0], (size_t)n));

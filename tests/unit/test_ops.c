@@ -102,7 +102,7 @@ static void run(const keel_backend *be) {
   }
   { /* AdamW step 3 */
     float *p = copy("adamw.p", &n), *m = copy("adamw.m", NULL), *v = copy("adamw.v", NULL);
-    be->adamw(p, F("adamw.g", NULL), m, v, (long)n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 3);
+    be->adamw(p, F("adamw.g", NULL), 1.0f, m, v, (long)n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 3);
     expect("adamw p", p, "adamw.p2", nm), expect("adamw m", m, "adamw.m2", nm), expect("adamw v", v, "adamw.v2", nm);
     free(p), free(m), free(v);
   }

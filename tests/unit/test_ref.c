@@ -110,7 +110,7 @@ static void check_fixture(const char *root, const char *name) {
     double e = fabs(m.loss - want[s]) / fabs(want[s]);
     if (e > worst_step) worst_step = e;
     CHECK_MSG(e <= 1e-4, "AdamW step %d: loss %.8f vs %.8f", s + 1, m.loss, want[s]);
-    keel_adamw_step(&opt, &m, 1e-2f);
+    keel_adamw_step(&opt, &m, 1e-2f, 1.0f);
     keel_model_update_bias(&m, 1e-3f);
   }
   fprintf(stderr, "  10 AdamW steps: %.6f -> %.6f, worst relative error %.2e\n", want[0], want[9], worst_step);

@@ -343,25 +343,26 @@ static void swiglu_backward(float *dg, float *du, const float *dh, const float *
 }
 
 /* AdamW, vectorised; the same formula as the reference. */
-KERNEL static void adamw_chunk(float *p, const float *g, float *m, float *v, long n, float lr, float beta1,
+KERNEL static void adamw_chunk(float *p, const float *g, float gs, float *m, float *v, long n, float lr, float beta1,
                                float beta2, float eps, float wd, float c1, float c2) {
 #pragma omp simd
   for (long i = 0; i < n; i++) {
-    m[i] = beta1 * m[i] + (1 - beta1) * g[i];
-    v[i] = beta2 * v[i] + (1 - beta2) * g[i] * g[i];
+    float gi = g[i] * gs;
+    m[i] = beta1 * m[i] + (1 - beta1) * gi;
+    v[i] = beta2 * v[i] + (1 - beta2) * gi * gi;
     float mh = m[i] / c1, vh = v[i] / c2;
     p[i] -= lr * (mh / (sqrtf(vh) + eps) + wd * p[i]);
   }
 }
 
-static void adamw(float *p, const float *g, float *m, float *v, long n, float lr, float beta1, float beta2, float eps,
-                  float wd, int t) {
+static void adamw(float *p, const float *g, float gs, float *m, float *v, long n, float lr, float beta1, float beta2,
+                  float eps, float wd, int t) {
   float c1 = 1.0f - powf(beta1, (float)t), c2 = 1.0f - powf(beta2, (float)t);
   long chunk = 1 << 14, nch = (n + chunk - 1) / chunk;
 #pragma omp parallel for schedule(static)
   for (long ch = 0; ch < nch; ch++) {
     long i0 = ch * chunk, k = n - i0 < chunk ? n - i0 : chunk;
-    adamw_chunk(p + i0, g + i0, m + i0, v + i0, k, lr, beta1, beta2, eps, wd, c1, c2);
+    adamw_chunk(p + i0, g + i0, gs, m + i0, v + i0, k, lr, beta1, beta2, eps, wd, c1, c2);
   }
 }
 

@@ -211,13 +211,14 @@ void keel_cpu_ref_swiglu_backward(float *dg, float *du, const float *dh, const f
   }
 }
 
-void keel_cpu_ref_adamw(float *p, const float *g, float *m, float *v, long n, float lr, float beta1, float beta2, float eps,
-                  float wd, int t) {
+void keel_cpu_ref_adamw(float *p, const float *g, float gs, float *m, float *v, long n, float lr, float beta1,
+                        float beta2, float eps, float wd, int t) {
   float c1 = 1.0f - powf(beta1, (float)t), c2 = 1.0f - powf(beta2, (float)t);
 #pragma omp parallel for schedule(static)
   for (long i = 0; i < n; i++) {
-    m[i] = beta1 * m[i] + (1 - beta1) * g[i];
-    v[i] = beta2 * v[i] + (1 - beta2) * g[i] * g[i];
+    float gi = g[i] * gs;
+    m[i] = beta1 * m[i] + (1 - beta1) * gi;
+    v[i] = beta2 * v[i] + (1 - beta2) * gi * gi;
     float mh = m[i] / c1, vh = v[i] / c2;
     p[i] -= lr * (mh / (sqrtf(vh) + eps) + wd * p[i]);
   }

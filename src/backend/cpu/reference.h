@@ -18,7 +18,7 @@ void keel_cpu_ref_attention_latent(float *olat, const float *qabs, const float *
                                    const float *kpe, int len, int H, int rkv, int dr, float scale);
 void keel_cpu_ref_swiglu(float *h, const float *g, const float *u, int N, int I);
 void keel_cpu_ref_swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u, int N, int I);
-void keel_cpu_ref_adamw(float *p, const float *g, float *m, float *v, long n, float lr, float beta1, float beta2,
-                        float eps, float wd, int t);
+void keel_cpu_ref_adamw(float *p, const float *g, float gs, float *m, float *v, long n, float lr, float beta1,
+                        float beta2, float eps, float wd, int t);
 
 #endif
