@@ -7,7 +7,8 @@
 
 #include "../core/dtype.h"
 
-enum { CHUNK = 1 << 16 }; /* bf16 moments are widened to float this many at a time */
+enum { CHUNK = 1 << 16 }; /* gradients summed per chunk by keel_grad_norm */
+enum { SLICE = 1 << 13 }; /* parameters per AdamW task (bf16 moments are widened this many at a time) */
 
 void keel_adamw_init(keel_adamw *o, size_t n, float beta1, float beta2, float eps, float wd, int bf16) {
   memset(o, 0, sizeof *o);
@@ -15,12 +16,11 @@ void keel_adamw_init(keel_adamw *o, size_t n, float beta1, float beta2, float ep
   o->n = n;
   o->m = keel_xcalloc(n ? n : 1, keel_adamw_moment_bytes(o));
   o->v = keel_xcalloc(n ? n : 1, keel_adamw_moment_bytes(o));
-  if (bf16) o->tm = keel_xmalloc(CHUNK * sizeof(float)), o->tv = keel_xmalloc(CHUNK * sizeof(float));
   o->beta1 = beta1, o->beta2 = beta2, o->eps = eps, o->wd = wd;
 }
 
 void keel_adamw_free(keel_adamw *o) {
-  free(o->m), free(o->v), free(o->tm), free(o->tv);
+  free(o->m), free(o->v);
   memset(o, 0, sizeof *o);
 }
 
@@ -44,25 +44,43 @@ void keel_adamw_set(keel_adamw *o, const void *m, const void *v, int src_bf16) {
   }
 }
 
-void keel_adamw_step(keel_adamw *o, keel_model *m, float lr, float gs) {
-  o->t++;
-  for (int i = 0; i < m->tab.n; i++) {
-    const keel_param_info *p = &m->tab.t[i];
+/* AdamW on the parameters in [c0, c1): each tensor's part with its own weight decay. */
+static void step_slice(const keel_adamw *o, keel_model *m, size_t c0, size_t c1, float lr, float gs) {
+  const keel_param_table *tab = &m->tab;
+  int lo = 0, hi = tab->n; /* the first tensor that ends after c0 (tensors lie in offset order) */
+  while (lo < hi) {
+    int mid = (lo + hi) / 2;
+    if (tab->t[mid].offset + tab->t[mid].numel <= c0) lo = mid + 1;
+    else hi = mid;
+  }
+  for (int i = lo; i < tab->n && tab->t[i].offset < c1; i++) {
+    const keel_param_info *p = &tab->t[i];
+    size_t a = p->offset > c0 ? p->offset : c0, b = p->offset + p->numel < c1 ? p->offset + p->numel : c1;
+    if (a >= b) continue;
     float wd = p->decay ? o->wd : 0.0f;
     if (!o->bf16) {
-      m->be->adamw(m->params + p->offset, m->grads + p->offset, gs, (float *)o->m + p->offset,
-                   (float *)o->v + p->offset, (long)p->numel, lr, o->beta1, o->beta2, o->eps, wd, (int)o->t);
+      m->be->adamw(m->params + a, m->grads + a, gs, (float *)o->m + a, (float *)o->v + a, (long)(b - a), lr, o->beta1,
+                   o->beta2, o->eps, wd, (int)o->t);
       continue;
     }
-    for (size_t c0 = 0; c0 < p->numel; c0 += CHUNK) {
-      size_t off = p->offset + c0, n = p->numel - c0 < CHUNK ? p->numel - c0 : CHUNK;
-      uint16_t *bm = (uint16_t *)o->m + off, *bv = (uint16_t *)o->v + off;
-      widen(o->tm, bm, n), widen(o->tv, bv, n);
-      m->be->adamw(m->params + off, m->grads + off, gs, o->tm, o->tv, (long)n, lr, o->beta1, o->beta2, o->eps, wd,
-                   (int)o->t);
-      narrow(bm, o->tm, n), narrow(bv, o->tv, n);
-    }
+    float tm[SLICE], tv[SLICE];
+    uint16_t *bm = (uint16_t *)o->m + a, *bv = (uint16_t *)o->v + a;
+    widen(tm, bm, b - a), widen(tv, bv, b - a);
+    m->be->adamw(m->params + a, m->grads + a, gs, tm, tv, (long)(b - a), lr, o->beta1, o->beta2, o->eps, wd,
+                 (int)o->t);
+    narrow(bm, tm, b - a), narrow(bv, tv, b - a);
   }
+}
+
+/* One parallel pass over all parameters in fixed slices (each element's update does not depend
+ * on the split, so any thread count gives the same bits). */
+void keel_adamw_step(keel_adamw *o, keel_model *m, float lr, float gs) {
+  o->t++;
+  size_t total = m->tab.total;
+  long ns = (long)((total + SLICE - 1) / SLICE);
+#pragma omp parallel for schedule(static)
+  for (long s = 0; s < ns; s++)
+    step_slice(o, m, (size_t)s * SLICE, (size_t)(s + 1) * SLICE < total ? (size_t)(s + 1) * SLICE : total, lr, gs);
 }
 
 double keel_grad_norm(const keel_model *m) {

@@ -8,7 +8,6 @@
 typedef struct keel_adamw {
   void *m, *v;    /* (n) moments, laid out like the parameters: float, or bf16 bits when bf16 is set */
   int bf16;       /* moments kept in bf16 (as DeepSeek-V3 does): 4 bytes per parameter instead of 8 */
-  float *tm, *tv; /* bf16 only: float scratch for one chunk */
   size_t n;
   long t;         /* steps taken */
   float beta1, beta2, eps, wd;
