@@ -4,7 +4,9 @@
 CC      ?= cc
 CFLAGS  ?= -O2 -g
 WARN    := -Wall -Wextra -Wshadow -Wno-unused-parameter
-BASE    := -std=c11 -D_GNU_SOURCE -pthread -MMD -MP $(WARN)
+# -fno-math-errno: keel never reads errno after sqrtf/expf, and with it set GCC keeps such
+# loops scalar (a call per element for the errno path)
+BASE    := -std=c11 -D_GNU_SOURCE -pthread -MMD -MP -fno-math-errno $(WARN)
 OPENMP  := -fopenmp
 LDLIBS  := -ljansson -lxxhash -lm -pthread -fopenmp
 BUILD   ?= build
