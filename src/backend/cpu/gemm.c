@@ -170,7 +170,7 @@ static void pack_a(float *ap, const float *a, long a_rs, long a_cs, int R, int j
  * last one and are not stored. pf is the next tile's A (pf_rows rows,
  * pf_rs apart), fetched into L2 while this one runs. */
 static inline __attribute__((always_inline)) void tile_body(float *c, long ldc, const float *a, long a_rs, long a_cs,
-                                                            const float *bp, int rows, int J, int cols,
+                                                            const float *bp, int rows, int J, int cols, int acc,
                                                             const float *pf, long pf_rs, int pf_rows) {
   for (int r = 0; r < rows; r++)
     for (int k = 0; k < NR; k += 16) __builtin_prefetch(c + (long)r * ldc + k, 1);
@@ -200,11 +200,13 @@ static inline __attribute__((always_inline)) void tile_body(float *c, long ldc, 
 #define STORE_ROW(r, x0, x1, x2, x3)                                                  \
   if (rows > r) {                                                                     \
     float *cr = c + (long)(r) * ldc;                                                  \
-    if (cols == NR) {                                                                 \
+    if (cols == NR && acc) {                                                          \
       *(v16 *)cr += x0, *(v16 *)(cr + 16) += x1, *(v16 *)(cr + 32) += x2, *(v16 *)(cr + 48) += x3; \
+    } else if (cols == NR) {                                                          \
+      *(v16 *)cr = x0, *(v16 *)(cr + 16) = x1, *(v16 *)(cr + 32) = x2, *(v16 *)(cr + 48) = x3;     \
     } else {                                                                          \
       v16 t[4] = {x0, x1, x2, x3};                                                    \
-      for (int k = 0; k < cols; k++) cr[k] += t[k / 16][k % 16];                      \
+      for (int k = 0; k < cols; k++) cr[k] = (acc ? cr[k] : 0.0f) + t[k / 16][k % 16]; \
     }                                                                                 \
   }
   STORE_ROW(0, c00, c01, c02, c03)
@@ -217,18 +219,20 @@ static inline __attribute__((always_inline)) void tile_body(float *c, long ldc, 
 }
 
 KERNEL static void tile_rows(float *c, long ldc, const float *a, long a_rs, const float *bp, int rows, int J, int cols,
-                             const float *pf, int pf_rows) {
-  tile_body(c, ldc, a, a_rs, 1, bp, rows, J, cols, pf, a_rs, pf_rows);
+                             int acc, const float *pf, int pf_rows) {
+  tile_body(c, ldc, a, a_rs, 1, bp, rows, J, cols, acc, pf, a_rs, pf_rows);
 }
 
 KERNEL static void tile_packed(float *c, long ldc, const float *ap, const float *bp, int rows, int J, int cols,
-                               const float *pf) {
-  tile_body(c, ldc, ap, 1, MR, bp, rows, J, cols, pf, J, MR); /* a micro-panel: MR pieces of J floats */
+                               int acc, const float *pf) {
+  tile_body(c, ldc, ap, 1, MR, bp, rows, J, cols, acc, pf, J, MR); /* a micro-panel: MR pieces of J floats */
 }
 
 void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, const keel_gemm_b *b, int R, int J,
-                   int S) {
+                   int S, int acc) {
   int np = (S + NR - 1) / NR, nb = (R + MR - 1) / MR;
+  if (J == 0 && !acc)
+    for (int r = 0; r < R; r++) memset(c + (long)r * ldc, 0, (size_t)S * sizeof *c);
   float *ap = NULL;
   if (a_cs != 1) { /* A is read down its columns: pack it, chunk by chunk */
     bufs *mine = my_bufs();
@@ -260,10 +264,10 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
               int next_rows = R - next < MR ? R - next : MR;
               if (ap) {
                 const float *chunk = ap + (long)nb * j0 * MR; /* nb micro-panels of kc x MR */
-                tile_packed(ct, ldc, chunk + (long)r0 * kc, bc, rows, kc, cols, chunk + (long)next * kc);
+                tile_packed(ct, ldc, chunk + (long)r0 * kc, bc, rows, kc, cols, acc || j0, chunk + (long)next * kc);
               } else {
-                tile_rows(ct, ldc, a + (long)r0 * a_rs + j0, a_rs, bc, rows, kc, cols, a + (long)next * a_rs + j0,
-                          next_rows);
+                tile_rows(ct, ldc, a + (long)r0 * a_rs + j0, a_rs, bc, rows, kc, cols, acc || j0,
+                          a + (long)next * a_rs + j0, next_rows);
               }
             }
           }

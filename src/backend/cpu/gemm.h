@@ -17,8 +17,10 @@ typedef struct keel_gemm_b {
 
 static inline keel_gemm_b keel_gemm_f32(const float *b, long rs, long cs) { return (keel_gemm_b){b, rs, cs, NULL, 0}; }
 
-/* C (R x S, row stride ldc) += A (R x J) B (J x S) with A(r, j) = a[r*a_rs + j*a_cs]. */
-void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, const keel_gemm_b *b, int R, int J, int S);
+/* C (R x S, row stride ldc) += A (R x J) B (J x S) with A(r, j) = a[r*a_rs + j*a_cs]; with acc
+ * 0, C = A B (C is not read). */
+void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, const keel_gemm_b *b, int R, int J, int S,
+                   int acc);
 /* dst (K) = row m of w as floats, vectorised. */
 void keel_cpu_wmat_row(float *dst, const keel_wmat *w, long m);
 /* out (N, M) = x (N, K) deq(w)^T */

@@ -76,16 +76,15 @@ static void matmul(float *out, const float *x, const float *w, int N, int K, int
     for (int n0 = 0; n0 < N; n0 += 4) matmul_rows(out, x, w, n0, N - n0 < 4 ? N - n0 : 4, K, M, accumulate);
     return;
   }
-  if (!accumulate) memset(out, 0, (size_t)N * M * sizeof *out);
   keel_gemm_b b = keel_gemm_f32(w, 1, K); /* B(k, m) = w[m*K + k] */
-  keel_cpu_gemm(out, M, x, K, 1, &b, N, K, M);
+  keel_cpu_gemm(out, M, x, K, 1, &b, N, K, M, accumulate);
 }
 
 static void matmul_backward(float *dx, float *dw, const float *dout, const float *x, const float *w, int N, int K,
                             int M) {
   keel_gemm_b bw = keel_gemm_f32(w, K, 1), bx = keel_gemm_f32(x, K, 1);
-  if (dx) keel_cpu_gemm(dx, K, dout, M, 1, &bw, N, M, K); /* dx (N, K) += dout (N, M) w (M, K) */
-  if (dw) keel_cpu_gemm(dw, K, dout, 1, M, &bx, M, N, K); /* dw (M, K) += dout^T (M, N) x (N, K) */
+  if (dx) keel_cpu_gemm(dx, K, dout, M, 1, &bw, N, M, K, 1); /* dx (N, K) += dout (N, M) w (M, K) */
+  if (dw) keel_cpu_gemm(dw, K, dout, 1, M, &bx, M, N, K, 1); /* dw (M, K) += dout^T (M, N) x (N, K) */
 }
 
 /* Row kernels of the softmaxes, SwiGLU and RMSNorm, 16 floats at a time with
@@ -168,10 +167,9 @@ KERNEL static void axpy(float *y, float a, const float *x, int n) {
 static void scores_softmax(float *S, const float *q, const float *kv, const float *kpe, int T, int H, int dn, int dr,
                            int dv, float scale) {
   int dq = dn + dr, dkv = dn + dv;
-  memset(S, 0, (size_t)T * T * sizeof *S);
   keel_gemm_b bk = keel_gemm_f32(kv, 1, (long)H * dkv), bp = keel_gemm_f32(kpe, 1, dr);
-  keel_cpu_gemm(S, T, q, (long)H * dq, 1, &bk, T, dn, T);
-  keel_cpu_gemm(S, T, q + dn, (long)H * dq, 1, &bp, T, dr, T);
+  keel_cpu_gemm(S, T, q, (long)H * dq, 1, &bk, T, dn, T, 0);
+  keel_cpu_gemm(S, T, q + dn, (long)H * dq, 1, &bp, T, dr, T, 1);
   for (int t = 0; t < T; t++) {
     float *a = S + (long)t * T;
     scale_row(a, t + 1, scale);
@@ -192,9 +190,8 @@ static void attention(float *out, float *att, const float *q, const float *kv, c
       const float *qb = q + ((long)b * T * H + h) * dq, *kvb = kv + ((long)b * T * H + h) * dkv;
       scores_softmax(P, qb, kvb, kpe + (long)b * T * dr, T, H, dn, dr, dv, scale);
       float *o = out + ((long)b * T * H + h) * dv;
-      for (int t = 0; t < T; t++) memset(o + (long)t * H * dv, 0, (size_t)dv * sizeof *o);
       keel_gemm_b bv = keel_gemm_f32(kvb + dn, (long)H * dkv, 1);
-      keel_cpu_gemm(o, (long)H * dv, P, T, 1, &bv, T, T, dv);
+      keel_cpu_gemm(o, (long)H * dv, P, T, 1, &bv, T, T, dv, 0);
     }
 }
 
@@ -216,9 +213,8 @@ static void attention_backward(float *dq, float *dkv, float *dkpe, const float *
       const float *go = dout + row0 * dv, *qb = q + row0 * dq_, *kvb = kv + row0 * dkv_, *pe = kpe + (long)b * T * dr;
       float *dqb = dq + row0 * dq_, *dkvb = dkv + row0 * dkv_, *dph = dpe + ((long)b * H + h) * T * dr;
       /* dP = dO V^T, then dS = P (dP - rowsum(P dP)) scale */
-      memset(dS, 0, (size_t)T * T * sizeof *dS);
       keel_gemm_b bvt = keel_gemm_f32(kvb + dn, 1, (long)H * dkv_);
-      keel_cpu_gemm(dS, T, go, (long)H * dv, 1, &bvt, T, dv, T);
+      keel_cpu_gemm(dS, T, go, (long)H * dv, 1, &bvt, T, dv, T, 0);
       for (int t = 0; t < T; t++) {
         const float *a = P + (long)t * T;
         float *d = dS + (long)t * T, s_dot = 0;
@@ -229,11 +225,11 @@ static void attention_backward(float *dq, float *dkv, float *dkpe, const float *
       keel_gemm_b bk = keel_gemm_f32(kvb, (long)H * dkv_, 1), bp = keel_gemm_f32(pe, dr, 1);
       keel_gemm_b bq = keel_gemm_f32(qb, (long)H * dq_, 1), bqp = keel_gemm_f32(qb + dn, (long)H * dq_, 1);
       keel_gemm_b bo = keel_gemm_f32(go, (long)H * dv, 1);
-      keel_cpu_gemm(dqb, (long)H * dq_, dS, T, 1, &bk, T, T, dn);          /* dq_nope += dS k_nope */
-      keel_cpu_gemm(dqb + dn, (long)H * dq_, dS, T, 1, &bp, T, T, dr);     /* dq_pe += dS k_pe */
-      keel_cpu_gemm(dkvb, (long)H * dkv_, dS, 1, T, &bq, T, T, dn);        /* dk_nope += dS^T q_nope */
-      keel_cpu_gemm(dkvb + dn, (long)H * dkv_, P, 1, T, &bo, T, T, dv);    /* dv += P^T dO */
-      keel_cpu_gemm(dph, dr, dS, 1, T, &bqp, T, T, dr);                   /* this head's dk_pe */
+      keel_cpu_gemm(dqb, (long)H * dq_, dS, T, 1, &bk, T, T, dn, 1);       /* dq_nope += dS k_nope */
+      keel_cpu_gemm(dqb + dn, (long)H * dq_, dS, T, 1, &bp, T, T, dr, 1);  /* dq_pe += dS k_pe */
+      keel_cpu_gemm(dkvb, (long)H * dkv_, dS, 1, T, &bq, T, T, dn, 1);     /* dk_nope += dS^T q_nope */
+      keel_cpu_gemm(dkvb + dn, (long)H * dkv_, P, 1, T, &bo, T, T, dv, 1); /* dv += P^T dO */
+      keel_cpu_gemm(dph, dr, dS, 1, T, &bqp, T, T, dr, 1);                /* this head's dk_pe */
       free(dS);
     }
 #pragma omp parallel for schedule(static)

@@ -179,12 +179,12 @@ void keel_cpu_wmat_row(float *dst, const keel_wmat *w, long m) {
 }
 
 void keel_cpu_matmul_wt(float *out, const float *x, const keel_wmat *w, int N) {
-  memset(out, 0, (size_t)N * w->K * sizeof *out);
   if (N >= 16) {
     keel_gemm_b b = {NULL, 0, 0, w, 1};
-    keel_cpu_gemm(out, w->K, x, w->M, 1, &b, N, w->M, w->K);
+    keel_cpu_gemm(out, w->K, x, w->M, 1, &b, N, w->M, w->K, 0);
     return;
   }
+  memset(out, 0, (size_t)N * w->K * sizeof *out);
   /* few rows: each weight row is dequantised once and added into every output row */
   float *row = keel_xmalloc((size_t)w->K * sizeof *row);
   for (int m = 0; m < w->M; m++) {
@@ -200,9 +200,8 @@ void keel_cpu_matmul_wt(float *out, const float *x, const keel_wmat *w, int N) {
 
 void keel_cpu_matmul_w(float *out, const float *x, const keel_wmat *w, int N) {
   if (N >= 32) { /* up to 32 rows (batched decoding), rows share each weight read */
-    memset(out, 0, (size_t)N * w->M * sizeof *out);
     keel_gemm_b b = {NULL, 0, 0, w, 0};
-    keel_cpu_gemm(out, w->M, x, w->K, 1, &b, N, w->K, w->M);
+    keel_cpu_gemm(out, w->M, x, w->K, 1, &b, N, w->K, w->M, 0);
     return;
   }
   /* few rows: split the weight rows over threads, each streams its share once per 4 rows of x */
