@@ -90,9 +90,12 @@ double keel_grad_norm(const keel_model *m) {
 #pragma omp parallel for schedule(static)
   for (long ch = 0; ch < nch; ch++) {
     size_t i0 = (size_t)ch * CHUNK, i1 = i0 + CHUNK < m->tab.total ? i0 + CHUNK : m->tab.total;
-    double a = 0;
-    for (size_t i = i0; i < i1; i++) a += (double)m->grads[i] * m->grads[i];
-    part[ch] = a;
+    double a[8] = {0}; /* eight running sums: one add chain would wait on each add's latency */
+    size_t i = i0;
+    for (; i + 8 <= i1; i += 8)
+      for (int k = 0; k < 8; k++) a[k] += (double)m->grads[i + k] * m->grads[i + k];
+    for (; i < i1; i++) a[0] += (double)m->grads[i] * m->grads[i];
+    part[ch] = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
   }
   for (long ch = 0; ch < nch; ch++) s += part[ch];
   free(part);
