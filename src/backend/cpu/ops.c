@@ -147,16 +147,8 @@ static void cross_entropy(float *losses, float *logits, const int32_t *targets, 
   }
 }
 
-/* MLA attention (naive form), vectorised over head dimensions and over the
- * keys of one query; forward parallel over (sequence, head), backward over
- * (sequence, head) too, with k/v/kpe gradients reduced per sequence after. */
-KERNEL static float dot(const float *a, const float *b, int n) {
-  float s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int i = 0; i < n; i++) s += a[i] * b[i];
-  return s;
-}
-
+/* MLA attention (naive form) on the GEMM; forward parallel over (sequence, head), backward
+ * over (sequence, head) too, with k/v/kpe gradients reduced per sequence after. */
 KERNEL static void axpy(float *y, float a, const float *x, int n) {
 #pragma omp simd
   for (int i = 0; i < n; i++) y[i] += a * x[i];
@@ -362,21 +354,106 @@ static void adamw(float *p, const float *g, float gs, float *m, float *v, long n
   }
 }
 
-/* Decode attention over the latent cache: heads in parallel, each a vectorised pass over the cache. */
+/* Decode attention over the latent cache, eight heads at a time: each pass reads a cache row
+ * once for eight heads (it was read twice per head). Scores are split over positions, the
+ * output over 16-column slices; every sum runs in a fixed order. */
+enum { LH = 8 }; /* heads per pass; rows past H repeat the last head and are not stored */
+
+/* The sum of 16 lanes by halving (four shuffles and adds). */
+static inline float hsum_tree(const v16 *v) {
+  static const vi16 m8 = {8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7};
+  static const vi16 m4 = {4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11};
+  static const vi16 m2 = {2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13};
+  static const vi16 m1 = {1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14};
+  v16 t = *v + __builtin_shuffle(*v, m8);
+  t += __builtin_shuffle(t, m4);
+  t += __builtin_shuffle(t, m2);
+  t += __builtin_shuffle(t, m1);
+  return t[0];
+}
+
+/* Eight named accumulators (an indexed array would live in memory), and what is done to each. */
+#define EACH8(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
+
+/* S[h][j] = scale (qa_h . ckv_j + qp_h . kpe_j) for heads h0.. and positions j0..j1. */
+KERNEL static void latent_scores(float *S, const float *qabs, const float *qpe, const float *ckv, const float *kpe,
+                                 int h0, int j0, int j1, int len, int H, int rkv, int dr, float scale) {
+  const float *qa[LH], *qp[LH];
+  for (int h = 0; h < LH; h++) {
+    int hh = h0 + h < H ? h0 + h : H - 1;
+    qa[h] = qabs + (long)hh * rkv, qp[h] = qpe + (long)hh * dr;
+  }
+  const float *qa0 = qa[0], *qa1 = qa[1], *qa2 = qa[2], *qa3 = qa[3], *qa4 = qa[4], *qa5 = qa[5], *qa6 = qa[6],
+              *qa7 = qa[7], *qp0 = qp[0], *qp1 = qp[1], *qp2 = qp[2], *qp3 = qp[3], *qp4 = qp[4], *qp5 = qp[5],
+              *qp6 = qp[6], *qp7 = qp[7];
+  int rv = rkv & ~15, dv = dr & ~15;
+  for (int j = j0; j < j1; j++) {
+    const float *c = ckv + (long)j * rkv, *e = kpe + (long)j * dr;
+#define ZERO(h) v16 a##h = {0};
+    EACH8(ZERO)
+#define FMA_QA(h) a##h += ld(qa##h + k) * x;
+#define FMA_QP(h) a##h += ld(qp##h + k) * x;
+    for (int k = 0; k < rv; k += 16) {
+      v16 x = ld(c + k);
+      EACH8(FMA_QA)
+    }
+    for (int k = 0; k < dv; k += 16) {
+      v16 x = ld(e + k);
+      EACH8(FMA_QP)
+    }
+    v16 acc[LH] = {a0, a1, a2, a3, a4, a5, a6, a7};
+    for (int h = 0; h < LH && h0 + h < H; h++) {
+      float s = hsum_tree(&acc[h]);
+      for (int k = rv; k < rkv; k++) s += qa[h][k] * c[k];
+      for (int k = dv; k < dr; k++) s += qp[h][k] * e[k];
+      S[(long)(h0 + h) * len + j] = s * scale;
+    }
+  }
+}
+
+/* olat[h][k0..k0+n) = sum_j P[h][j] ckv_j[k0..k0+n) for heads h0.., n <= 16. */
+KERNEL static void latent_out(float *olat, const float *P, const float *ckv, int h0, int k0, int n, int len, int H,
+                              int rkv) {
+  const float *p[LH];
+  for (int h = 0; h < LH; h++) p[h] = P + (long)(h0 + h < H ? h0 + h : H - 1) * len;
+  const float *p0 = p[0], *p1 = p[1], *p2 = p[2], *p3 = p[3], *p4 = p[4], *p5 = p[5], *p6 = p[6], *p7 = p[7];
+  EACH8(ZERO)
+#define FMA_P(h) a##h += p##h[j] * x;
+  for (int j = 0; j < len; j++) {
+    v16 x = {0};
+    if (n == 16) x = ld(ckv + (long)j * rkv + k0);
+    else memcpy(&x, ckv + (long)j * rkv + k0, (size_t)n * sizeof(float));
+    EACH8(FMA_P)
+  }
+  v16 acc[LH] = {a0, a1, a2, a3, a4, a5, a6, a7};
+  for (int h = 0; h < LH && h0 + h < H; h++) memcpy(olat + (long)(h0 + h) * rkv + k0, &acc[h], (size_t)n * sizeof(float));
+#undef ZERO
+#undef FMA_QA
+#undef FMA_QP
+#undef FMA_P
+}
+
 static void attention_latent(float *olat, const float *qabs, const float *qpe, const float *ckv, const float *kpe,
                              int len, int H, int rkv, int dr, float scale) {
+  enum { JB = 16 }; /* positions per task */
+  float *S = malloc((size_t)H * (len > 0 ? len : 1) * sizeof *S);
+  if (!S) abort();
+  int nj = (len + JB - 1) / JB, ng = (H + LH - 1) / LH, nk = (rkv + 15) / 16;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int g = 0; g < ng; g++)
+    for (int b = 0; b < nj; b++)
+      latent_scores(S, qabs, qpe, ckv, kpe, g * LH, b * JB, (b + 1) * JB < len ? (b + 1) * JB : len, len, H, rkv, dr,
+                    scale);
 #pragma omp parallel for schedule(static)
   for (int h = 0; h < H; h++) {
-    float *a = malloc((size_t)(len > 0 ? len : 1) * sizeof *a);
-    if (!a) abort();
-    const float *qa = qabs + (long)h * rkv, *qp = qpe + (long)h * dr;
-    for (int j = 0; j < len; j++) a[j] = (dot(qa, ckv + (long)j * rkv, rkv) + dot(qp, kpe + (long)j * dr, dr)) * scale;
-    float sum = (float)exp_sum(a, len, row_max(a, len));
-    float *o = olat + (long)h * rkv;
-    memset(o, 0, (size_t)rkv * sizeof *o);
-    for (int j = 0; j < len; j++) axpy(o, a[j] / sum, ckv + (long)j * rkv, rkv);
-    free(a);
+    float *a = S + (long)h * len;
+    scale_row(a, len, (float)(1 / exp_sum(a, len, row_max(a, len))));
   }
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int g = 0; g < ng; g++)
+    for (int c = 0; c < nk; c++)
+      latent_out(olat, S, ckv, g * LH, c * 16, rkv - c * 16 < 16 ? rkv - c * 16 : 16, len, H, rkv);
+  free(S);
 }
 
 static const keel_backend cpu = {
