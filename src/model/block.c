@@ -174,8 +174,11 @@ static void moe_forward(keel_model *m, int layer, const keel_layer_w *w, keel_la
     int r = fill[A->sel[a]]++;
     A->order[r] = a;
     A->slot[a] = r;
-    memcpy(A->ein + (size_t)r * d, A->ln2 + (size_t)(a / K) * d, (size_t)d * sizeof(float));
   }
+  /* the loops over tokens below write disjoint rows: parallel, each row's sum in a fixed order */
+#pragma omp parallel for schedule(static)
+  for (int a = 0; a < N * K; a++)
+    memcpy(A->ein + (size_t)A->slot[a] * d, A->ln2 + (size_t)(a / K) * d, (size_t)d * sizeof(float));
   for (int e = 0; e < E && train == 1; e++) m->load[(size_t)layer * E + e] += (float)(offs[e + 1] - offs[e]);
   /* experts in parallel, each expert's GEMMs on one thread (the grouped GEMMs; sums keep their order) */
 #pragma omp parallel for schedule(dynamic)
@@ -186,6 +189,7 @@ static void moe_forward(keel_model *m, int layer, const keel_layer_w *w, keel_la
                w->e_up + (size_t)e * Ie * d, w->e_down + (size_t)e * d * Ie, A->eg + (size_t)r0 * Ie,
                A->eu + (size_t)r0 * Ie, A->eh + (size_t)r0 * Ie, cnt, Ie, 0);
   }
+#pragma omp parallel for schedule(static)
   for (int n = 0; n < N; n++) {
     float *yr = y + (size_t)n * d;
     memset(yr, 0, (size_t)d * sizeof *yr);
@@ -230,6 +234,7 @@ static void moe_backward(keel_model *m, const keel_layer_w *w, keel_layer_w *g, 
                         A->sh, N, S * Ie, take(cv, n), take(cv, n), take(cv, n));
   }
   float *deo = take(cv, (size_t)N * K * d), *dgw = take(cv, (size_t)N * K), *dein = take(cv, (size_t)N * K * d);
+#pragma omp parallel for schedule(static)
   for (int a = 0; a < N * K; a++) {
     int r = A->slot[a], n = a / K;
     const float *dyr = dy + (size_t)n * d, *eo = A->eo + (size_t)r * d;
@@ -253,11 +258,13 @@ static void moe_backward(keel_model *m, const keel_layer_w *w, keel_layer_w *g, 
                         g->e_gate + (size_t)e * Ie * d, g->e_up + (size_t)e * Ie * d, g->e_down + (size_t)e * d * Ie,
                         A->eg + o, A->eu + o, A->eh + o, cnt, Ie, sfh + o, sfg + o, sfu + o);
   }
-  for (int a = 0; a < N * K; a++) {
-    const float *src = dein + (size_t)A->slot[a] * d;
-    float *dst = du + (size_t)(a / K) * d;
-    for (int i = 0; i < d; i++) dst[i] += src[i];
-  }
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; n++) /* each token's K rows, added in k order */
+    for (int k = 0; k < K; k++) {
+      const float *src = dein + (size_t)A->slot[n * K + k] * d;
+      float *dst = du + (size_t)n * d;
+      for (int i = 0; i < d; i++) dst[i] += src[i];
+    }
   /* router: weights -> scores (+ balance loss) -> logits */
   float *ds = take(cv, (size_t)N * E);
   int norm = c->norm_topk_prob && K > 1;
