@@ -164,8 +164,8 @@ static void pack_a(float *ap, const float *a, long a_rs, long a_cs, int R, int j
   }
 }
 
-/* C (rows x cols) += A (rows x J) B (J x NR, a panel chunk), A(r, j) =
- * a[r*a_rs + j*a_cs] with the strides constant in each caller: rows in place
+/* C (rows x cols) += A (rows x J) B (J x NR, a panel chunk), or = with acc 0,
+ * A(r, j) = a[r*a_rs + j*a_cs] with the strides constant in each caller: rows in place
  * (a_cs 1) or a packed micro-panel (a_rs 1). Rows past `rows` repeat the
  * last one and are not stored. pf is the next tile's A (pf_rows rows,
  * pf_rs apart), fetched into L2 while this one runs. */
