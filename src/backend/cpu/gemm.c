@@ -77,29 +77,32 @@ static bufs *my_bufs(void) {
 
 /* dst[i][k] = src[k][i] for a 16 x 16 block (rows dst_rs and src_rs floats apart), in four
  * rounds of two-vector shuffles: round s swaps the off-diagonal s x s blocks of each 2s x 2s. */
-static const vi16 lo_mask[4] = {
-    {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23},
-    {0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27},
-    {0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29},
-    {0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30}};
-static const vi16 hi_mask[4] = {
-    {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31},
-    {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31},
-    {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31},
-    {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31}};
+#define LO8 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23
+#define HI8 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31
+#define LO4 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27
+#define HI4 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31
+#define LO2 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29
+#define HI2 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31
+#define LO1 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30
+#define HI1 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31
+#define ROUND(s, LO, HI)                                  \
+  for (int i = 0; i < 16; i++)                            \
+    if (!(i & (s))) {                                     \
+      v16 x = r[i], y = r[i + (s)];                       \
+      r[i] = __builtin_shufflevector(x, y, LO);           \
+      r[i + (s)] = __builtin_shufflevector(x, y, HI);     \
+    }
 
 KERNEL static void transpose16(float *dst, long dst_rs, const float *src, long src_rs) {
   v16 r[16];
   for (int i = 0; i < 16; i++) r[i] = *(const v16 *)(src + i * src_rs);
-  for (int round = 0, s = 8; round < 4; round++, s /= 2)
-    for (int i = 0; i < 16; i++)
-      if (!(i & s)) {
-        v16 a = r[i], b = r[i + s];
-        r[i] = __builtin_shuffle(a, b, lo_mask[round]);
-        r[i + s] = __builtin_shuffle(a, b, hi_mask[round]);
-      }
+  ROUND(8, LO8, HI8)
+  ROUND(4, LO4, HI4)
+  ROUND(2, LO2, HI2)
+  ROUND(1, LO1, HI1)
   for (int i = 0; i < 16; i++) *(v16 *)(dst + i * dst_rs) = r[i];
 }
+#undef ROUND
 
 KERNEL static void pack_panel(float *dst, const keel_gemm_b *b, int J, int s0, int S) {
   int w = S - s0 < NR ? S - s0 : NR;

@@ -361,14 +361,10 @@ enum { LH = 8 }; /* heads per pass; rows past H repeat the last head and are not
 
 /* The sum of 16 lanes by halving (four shuffles and adds). */
 static inline float hsum_tree(const v16 *v) {
-  static const vi16 m8 = {8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7};
-  static const vi16 m4 = {4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11};
-  static const vi16 m2 = {2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13};
-  static const vi16 m1 = {1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14};
-  v16 t = *v + __builtin_shuffle(*v, m8);
-  t += __builtin_shuffle(t, m4);
-  t += __builtin_shuffle(t, m2);
-  t += __builtin_shuffle(t, m1);
+  v16 t = *v + __builtin_shufflevector(*v, *v, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7);
+  t += __builtin_shufflevector(t, t, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11);
+  t += __builtin_shufflevector(t, t, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
+  t += __builtin_shufflevector(t, t, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
   return t[0];
 }
 
