@@ -34,7 +34,8 @@ static void typed_weights(const keel_backend *fast, const keel_backend *ref, kee
   CHECK(keel_f32_to_f8e4m3(1e6f) == 0x7e && keel_f32_to_f8e4m3(-1e6f) == 0xfe); /* saturates at 448 */
   CHECK(keel_f32_to_f8e4m3(0x1p-10f) == 0x00 && keel_f32_to_f8e4m3(0x1.8p-9f) == 0x02); /* subnormal ties to even */
   static const int shapes[][3] = {{1, 16, 5},    {3, 37, 130},  {5, 256, 129}, {15, 300, 64},
-                                  {16, 130, 70}, {40, 257, 200}, {1, 200, 300}, {20, 64, 290}};
+                                  {16, 130, 70}, {40, 257, 200}, {1, 200, 300}, {20, 64, 290},
+                                  {1, 600, 300}}; /* one row, K past 256: matmul_wt's register blocks */
   for (int t = KEEL_W_F32; t <= KEEL_W_FP8; t++)
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
       int N = shapes[s][0], K = shapes[s][1], M = shapes[s][2];

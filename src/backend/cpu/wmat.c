@@ -141,6 +141,41 @@ ROWS_KERNEL(rows512_bf16, deq512_bf16, 2, KEEL_W_BF16, A512, hsum512)
 ROWS_KERNEL(rows512_int8, deq512_int8, 1, KEEL_W_INT8, A512, hsum512)
 ROWS_KERNEL(rows512_fp8, deq512_fp8, 1, KEEL_W_FP8, A512, hsum512)
 
+/* out (K) = x (M) deq(w), one row of x (absorbing a weight into a decoding query): each
+ * weight read once, 256 output columns held in 16 named accumulators at a time. The int8
+ * row scale folds into x[m]; fp8's block scale is looked up per 16 columns. */
+#define EACH16(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15)
+#define EACH16_FMA(D, E, T)                                                                                  \
+  COLS_FMA(0, D, E, T) COLS_FMA(1, D, E, T) COLS_FMA(2, D, E, T) COLS_FMA(3, D, E, T) COLS_FMA(4, D, E, T)    \
+  COLS_FMA(5, D, E, T) COLS_FMA(6, D, E, T) COLS_FMA(7, D, E, T) COLS_FMA(8, D, E, T) COLS_FMA(9, D, E, T)    \
+  COLS_FMA(10, D, E, T) COLS_FMA(11, D, E, T) COLS_FMA(12, D, E, T) COLS_FMA(13, D, E, T)                     \
+  COLS_FMA(14, D, E, T) COLS_FMA(15, D, E, T)
+#define COLS_KERNEL(NAME, DEQ, ESZ, TYPE, ATTR)                                                          \
+  ATTR static void NAME(float *out, const float *x, const keel_wmat *w) {                             \
+    int K = w->K, K256 = K & ~255;                                                                     \
+    const uint8_t *base = w->data;                                                                     \
+    for (int k0 = 0; k0 < K256; k0 += 256) {                                                           \
+      EACH16(COLS_ZERO)                                                                                \
+      for (int m = 0; m < w->M; m++) {                                                                 \
+        const uint8_t *wr = base + ((long)m * K + k0) * (ESZ);                                         \
+        float xm = TYPE == KEEL_W_INT8 ? x[m] * w->scale[m] : x[m];                                    \
+        v16 t;                                                                                         \
+        EACH16_FMA(DEQ, ESZ, TYPE)                                                                     \
+      }                                                                                                \
+      EACH16(COLS_STORE)                                                                               \
+    }                                                                                                  \
+    for (int k = K256; k < K; k++) { /* the last K % 256 columns */                                    \
+      float s = 0;                                                                                     \
+      for (int m = 0; m < w->M; m++) s += x[m] * keel_wmat_get(w, m, k);                              \
+      out[k] = s;                                                                                      \
+    }                                                                                                  \
+  }
+#define COLS_ZERO(i) v16 a##i = {0};
+#define COLS_FMA(i, DEQ, ESZ, TYPE)                                                                    \
+  DEQ(&t, wr + (i) * 16 * (ESZ));                                                                      \
+  a##i += (TYPE == KEEL_W_FP8 ? xm * keel_wmat_block_scale(w, m, k0 + (i) * 16) : xm) * t;
+#define COLS_STORE(i) memcpy(out + k0 + (i) * 16, &a##i, sizeof a##i);
+
 #define ROW_DEQ(NAME, DEQ, ESZ, ATTR)                                                           \
   ATTR static void NAME(float *dst, const keel_wmat *w, long m) {                            \
     const uint8_t *wr = (const uint8_t *)w->data + m * w->K * (ESZ);                            \
@@ -162,6 +197,15 @@ ROW_DEQ(row512_bf16, deq512_bf16, 2, A512)
 ROW_DEQ(row512_int8, deq512_int8, 1, A512)
 ROW_DEQ(row512_fp8, deq512_fp8, 1, A512)
 
+COLS_KERNEL(cols_f32, deq_f32, 4, KEEL_W_F32, GENERIC)
+COLS_KERNEL(cols_bf16, deq_bf16, 2, KEEL_W_BF16, GENERIC)
+COLS_KERNEL(cols_int8, deq_int8, 1, KEEL_W_INT8, GENERIC)
+COLS_KERNEL(cols_fp8, deq_fp8, 1, KEEL_W_FP8, GENERIC)
+COLS_KERNEL(cols512_f32, deq512_f32, 4, KEEL_W_F32, A512)
+COLS_KERNEL(cols512_bf16, deq512_bf16, 2, KEEL_W_BF16, A512)
+COLS_KERNEL(cols512_int8, deq512_int8, 1, KEEL_W_INT8, A512)
+COLS_KERNEL(cols512_fp8, deq512_fp8, 1, KEEL_W_FP8, A512)
+
 static int has_avx512(void) {
   static int has = -1;
   if (has < 0) has = __builtin_cpu_supports("avx512f") ? 1 : 0;
@@ -182,6 +226,16 @@ void keel_cpu_matmul_wt(float *out, const float *x, const keel_wmat *w, int N) {
   if (N >= 16) {
     keel_gemm_b b = {NULL, 0, 0, w, 1};
     keel_cpu_gemm(out, w->K, x, w->M, 1, &b, N, w->M, w->K, 0);
+    return;
+  }
+  if (N == 1) { /* one row: every weight once, the outputs in registers */
+    int v = has_avx512();
+    switch (w->type) {
+      case KEEL_W_F32: (v ? cols512_f32 : cols_f32)(out, x, w); break;
+      case KEEL_W_BF16: (v ? cols512_bf16 : cols_bf16)(out, x, w); break;
+      case KEEL_W_INT8: (v ? cols512_int8 : cols_int8)(out, x, w); break;
+      case KEEL_W_FP8: (v ? cols512_fp8 : cols_fp8)(out, x, w); break;
+    }
     return;
   }
   memset(out, 0, (size_t)N * w->K * sizeof *out);
