@@ -89,14 +89,11 @@ static void swiglu_ffn(keel_model *m, float *y, const float *u, const float *wg,
   m->be->matmul(y, fh, wd, N, I, d, accumulate);
 }
 
-/* dfh, dfg, dfu: (N, I) scratch each */
+/* dfh, dfg, dfu: (N, I) scratch each, zeroed (take() zeroes what it carves) */
 static void swiglu_ffn_backward(keel_model *m, float *du, const float *dy, const float *u, const float *wg,
                                 const float *wu, const float *wd, float *gwg, float *gwu, float *gwd, const float *fg,
                                 const float *fu, const float *fh, int N, int I, float *dfh, float *dfg, float *dfu) {
   int d = m->c.hidden_size;
-  memset(dfh, 0, (size_t)N * I * sizeof *dfh);
-  memset(dfg, 0, (size_t)N * I * sizeof *dfg);
-  memset(dfu, 0, (size_t)N * I * sizeof *dfu);
   m->be->matmul_backward(dfh, gwd, dy, fh, wd, N, I, d);
   m->be->swiglu_backward(dfg, dfu, dfh, fg, fu, N, I);
   m->be->matmul_backward(du, gwg, dfg, u, wg, N, d, I);
