@@ -48,10 +48,10 @@ static float *scratch(float **buf, size_t *cap, size_t n) {
   return *buf;
 }
 
-/* Each thread's packing buffers, freed when the thread ends. */
+/* Each thread's packing buffers and the ops' scratch, freed when the thread ends. */
 typedef struct bufs {
-  float *a, *b, *row;
-  size_t a_cap, b_cap, row_cap;
+  float *a, *b, *row, *op[2];
+  size_t a_cap, b_cap, row_cap, op_cap[2];
 } bufs;
 
 static pthread_key_t bufs_key;
@@ -59,7 +59,7 @@ static pthread_once_t bufs_once = PTHREAD_ONCE_INIT;
 
 static void bufs_free(void *p) {
   bufs *t = p;
-  free(t->a), free(t->b), free(t->row), free(t);
+  free(t->a), free(t->b), free(t->row), free(t->op[0]), free(t->op[1]), free(t);
 }
 
 static void bufs_init(void) { pthread_key_create(&bufs_key, bufs_free); }
@@ -73,6 +73,11 @@ static bufs *my_bufs(void) {
     pthread_setspecific(bufs_key, t);
   }
   return t;
+}
+
+float *keel_cpu_scratch(int slot, size_t n) {
+  bufs *t = my_bufs();
+  return scratch(&t->op[slot], &t->op_cap[slot], n);
 }
 
 /* dst[i][k] = src[k][i] for a 16 x 16 block (rows dst_rs and src_rs floats apart), in four

@@ -21,6 +21,10 @@ static inline keel_gemm_b keel_gemm_f32(const float *b, long rs, long cs) { retu
  * 0, C = A B (C is not read). */
 void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, const keel_gemm_b *b, int R, int J, int S,
                    int acc);
+/* A buffer of at least n floats that belongs to the calling thread and is kept between calls
+ * (slot 0 or 1; contents undefined): scratch for ops called every step, which would otherwise
+ * map, fault in and unmap fresh pages each time. */
+float *keel_cpu_scratch(int slot, size_t n);
 /* dst (K) = row m of w as floats, vectorised. */
 void keel_cpu_wmat_row(float *dst, const keel_wmat *w, long m);
 /* out (N, M) = x (N, K) deq(w)^T */

@@ -193,13 +193,11 @@ static void attention_backward(float *dq, float *dkv, float *dkpe, const float *
   int dq_ = dn + dr, dkv_ = dn + dv;
   /* per (b, h): dq and this head's k/v gradients are private; the shared kpe gradient
    * goes to a per-head buffer summed in head order after, so the result is thread-independent */
-  float *dpe = calloc((size_t)B * H * T * dr, sizeof *dpe);
-  if (!dpe) abort();
+  float *dpe = keel_cpu_scratch(0, (size_t)B * H * T * dr); /* each head's part written by its GEMM */
 #pragma omp parallel for collapse(2) schedule(static)
   for (int b = 0; b < B; b++)
     for (int h = 0; h < H; h++) {
-      float *dS = malloc((size_t)T * T * sizeof *dS);
-      if (!dS) abort();
+      float *dS = keel_cpu_scratch(1, (size_t)T * T);
       const float *P = att + ((long)b * H + h) * T * T;
       long row0 = (long)b * T * H + h;
       const float *go = dout + row0 * dv, *qb = q + row0 * dq_, *kvb = kv + row0 * dkv_, *pe = kpe + (long)b * T * dr;
@@ -221,15 +219,13 @@ static void attention_backward(float *dq, float *dkv, float *dkpe, const float *
       keel_cpu_gemm(dqb + dn, (long)H * dq_, dS, T, 1, &bp, T, T, dr, 1);  /* dq_pe += dS k_pe */
       keel_cpu_gemm(dkvb, (long)H * dkv_, dS, 1, T, &bq, T, T, dn, 1);     /* dk_nope += dS^T q_nope */
       keel_cpu_gemm(dkvb + dn, (long)H * dkv_, P, 1, T, &bo, T, T, dv, 1); /* dv += P^T dO */
-      keel_cpu_gemm(dph, dr, dS, 1, T, &bqp, T, T, dr, 1);                /* this head's dk_pe */
-      free(dS);
+      keel_cpu_gemm(dph, dr, dS, 1, T, &bqp, T, T, dr, 0);                /* this head's dk_pe */
     }
 #pragma omp parallel for schedule(static)
   for (int b = 0; b < B; b++)
     for (int h = 0; h < H; h++)
       for (int t = 0; t < T; t++)
         axpy(dkpe + (long)(b * T + t) * dr, 1.0f, dpe + (((long)b * H + h) * T + t) * dr, dr);
-  free(dpe);
 }
 
 /* The memory-bound ops, parallel over rows or elements (the reference's formulas). RMSNorm's
