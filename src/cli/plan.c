@@ -127,7 +127,8 @@ static keel_status local_cluster(keel_cluster *c, int threads, const keel_arch *
   snprintf(c->name, sizeof c->name, "local");
   snprintf(c->chip, sizeof c->chip, "this CPU, %d threads", nt);
   snprintf(c->note, sizeof c->note,
-           "measured now: FMA peak, triad bandwidth, keel's GEMM and attention on this model's shapes, its norm/SwiGLU/loss kernels");
+           "measured now: FMA peak, triad bandwidth, keel's GEMM and attention on this model's shapes, "
+           "its norm/SwiGLU/loss kernels");
   fprintf(stderr, "keel plan: measuring this machine (FMA peak, bandwidth, GEMM on the model's shapes)...\n");
   c->chips = 1, c->domain = 1, c->sustained = 1;
   c->peak[KEEL_PREC_FP32] = keel_cpu_peak_flops_per_core() * nt;

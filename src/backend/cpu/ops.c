@@ -418,7 +418,8 @@ KERNEL static void latent_out(float *olat, const float *P, const float *ckv, int
     EACH8(FMA_P)
   }
   v16 acc[LH] = {a0, a1, a2, a3, a4, a5, a6, a7};
-  for (int h = 0; h < LH && h0 + h < H; h++) memcpy(olat + (long)(h0 + h) * rkv + k0, &acc[h], (size_t)n * sizeof(float));
+  for (int h = 0; h < LH && h0 + h < H; h++)
+    memcpy(olat + (long)(h0 + h) * rkv + k0, &acc[h], (size_t)n * sizeof(float));
 #undef ZERO
 #undef FMA_QA
 #undef FMA_QP
