@@ -1,7 +1,8 @@
 /* The packed GEMM: C (R x S, row stride ldc) += A (R x J) B (J x S).
  *
  * B is packed into panels of 64 columns (J x 64, contiguous, zero-padded; a
- * typed weight is dequantised while packing). A 6 x 64 register tile (24
+ * typed weight is dequantised while packing, a weight used as W^T goes
+ * through 16 x 16 register transposes). A 6 x 64 register tile (24
  * vector accumulators) multiplies 6 rows of A by a chunk of KC rows of a
  * panel: the chunk (48 KiB) stays in L1 while the tile walks down a block of
  * MC rows of A. For each block, every panel of a group (as many as fit
@@ -9,15 +10,16 @@
  * stay in L1/L2 over the whole reduction and A's block (48 x J) in L2.
  * Rows of A are read in place when they are contiguous (a_cs 1); otherwise A
  * is packed once into 6-row micro-panels, chunk by chunk, so that every read
- * is a sequential stream. Each tile asks for the next tile's rows
- * of A and for its own C rows ahead of time.
+ * is a sequential stream. Each tile asks for the next tile's rows of A and
+ * for its own C rows ahead of time. With acc 0 the first chunk writes C
+ * instead of adding to it, so callers need not zero C.
  *
  * Threads take contiguous ranges of whole panels, and a C element is summed
  * over the chunks in order, so results do not depend on the thread count.
  * Packing buffers belong to each thread and are kept between calls.
  * (Block sizes measured side by side on AVX-512, one and two threads: KC 192
- * with MC 48 beat KC 96..384 and MC 96..1024 by a few points on training
- * shapes.) */
+ * with MC 48 was at least as fast as KC 96..384 and MC 96..1024 on training
+ * shapes; the differences were within this machine's noise.) */
 #include <pthread.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -31,11 +33,11 @@ static int omp_get_thread_num(void) { return 0; }
 #include "gemm.h"
 #include "simd.h"
 
-#define NR 64  /* columns of a panel */
-#define MR 6   /* rows of a register tile */
-#define KC 192      /* rows of a panel chunk */
-#define MC 48       /* rows of A per block */
-#define L2B 524288  /* bytes of packed B a thread keeps (in L2) */
+#define NR 64      /* columns of a panel */
+#define MR 6       /* rows of a register tile */
+#define KC 192     /* rows of a panel chunk */
+#define MC 48      /* rows of A per block */
+#define L2B 524288 /* bytes of packed B a thread keeps (in L2) */
 
 /* A per-thread buffer that only grows. */
 static float *scratch(float **buf, size_t *cap, size_t n) {
