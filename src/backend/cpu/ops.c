@@ -355,15 +355,6 @@ static void adamw(float *p, const float *g, float gs, float *m, float *v, long n
  * output over 16-column slices; every sum runs in a fixed order. */
 enum { LH = 8 }; /* heads per pass; rows past H repeat the last head and are not stored */
 
-/* The sum of 16 lanes by halving (four shuffles and adds). */
-static inline float hsum_tree(const v16 *v) {
-  v16 t = *v + __builtin_shufflevector(*v, *v, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7);
-  t += __builtin_shufflevector(t, t, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11);
-  t += __builtin_shufflevector(t, t, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
-  t += __builtin_shufflevector(t, t, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
-  return t[0];
-}
-
 /* Eight named accumulators (an indexed array would live in memory), and what is done to each. */
 #define EACH8(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
 
@@ -395,7 +386,7 @@ KERNEL static void latent_scores(float *S, const float *qabs, const float *qpe, 
     }
     v16 acc[LH] = {a0, a1, a2, a3, a4, a5, a6, a7};
     for (int h = 0; h < LH && h0 + h < H; h++) {
-      float s = hsum_tree(&acc[h]);
+      float s = keel_hsum16(&acc[h]);
       for (int k = rv; k < rkv; k++) s += qa[h][k] * c[k];
       for (int k = dv; k < dr; k++) s += qp[h][k] * e[k];
       S[(long)(h0 + h) * len + j] = s * scale;

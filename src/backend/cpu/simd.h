@@ -13,6 +13,16 @@ typedef float v16 __attribute__((vector_size(64), aligned(4)));
 
 typedef int vi16 __attribute__((vector_size(64), aligned(4)));
 
+/* The sum of 16 lanes by halving (lane i + lane i+8, then +4, +2, +1): four shuffles and
+ * adds, not a chain of 16 dependent adds. Inlined into each KERNEL clone. */
+static inline float keel_hsum16(const v16 *v) {
+  v16 t = *v + __builtin_shufflevector(*v, *v, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7);
+  t += __builtin_shufflevector(t, t, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11);
+  t += __builtin_shufflevector(t, t, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
+  t += __builtin_shufflevector(t, t, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
+  return t[0];
+}
+
 /* *x = e^*x on 16 floats within 2 ulp (Cephes' polynomial on x - n ln 2,
  * |.| <= ln 2 / 2, times 2^n). x is clamped to [-87.3, 88.3], so the result
  * never overflows to inf nor flushes to 0 (e^-87.3 ~ 1e-38); NaN stays NaN.

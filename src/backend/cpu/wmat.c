@@ -121,21 +121,13 @@ static inline A512 void deq512_fp8(v16 *o, const void *p) {
     }                                                                                                        \
   }
 
-/* Horizontal sums: halving trees, not a chain of 16 dependent adds (per weight row). */
-static inline float hsum16(const v16 *v) {
-  typedef float v8 __attribute__((vector_size(32)));
-  const float *a = (const float *)v;
-  v8 lo = {a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]}, hi = {a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]};
-  v8 t = lo + hi;
-  float p0 = (t[0] + t[4]) + (t[2] + t[6]), p1 = (t[1] + t[5]) + (t[3] + t[7]);
-  return p0 + p1;
-}
+/* Horizontal sums per weight row: keel_hsum16's halving tree, or AVX-512's reduction. */
 static inline A512 float hsum512(const v16 *a) { return _mm512_reduce_add_ps((__m512)*a); }
 
-ROWS_KERNEL(rows_f32, deq_f32, 4, KEEL_W_F32, GENERIC, hsum16)
-ROWS_KERNEL(rows_bf16, deq_bf16, 2, KEEL_W_BF16, GENERIC, hsum16)
-ROWS_KERNEL(rows_int8, deq_int8, 1, KEEL_W_INT8, GENERIC, hsum16)
-ROWS_KERNEL(rows_fp8, deq_fp8, 1, KEEL_W_FP8, GENERIC, hsum16)
+ROWS_KERNEL(rows_f32, deq_f32, 4, KEEL_W_F32, GENERIC, keel_hsum16)
+ROWS_KERNEL(rows_bf16, deq_bf16, 2, KEEL_W_BF16, GENERIC, keel_hsum16)
+ROWS_KERNEL(rows_int8, deq_int8, 1, KEEL_W_INT8, GENERIC, keel_hsum16)
+ROWS_KERNEL(rows_fp8, deq_fp8, 1, KEEL_W_FP8, GENERIC, keel_hsum16)
 ROWS_KERNEL(rows512_f32, deq512_f32, 4, KEEL_W_F32, A512, hsum512)
 ROWS_KERNEL(rows512_bf16, deq512_bf16, 2, KEEL_W_BF16, A512, hsum512)
 ROWS_KERNEL(rows512_int8, deq512_int8, 1, KEEL_W_INT8, A512, hsum512)
