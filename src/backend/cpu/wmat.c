@@ -136,25 +136,23 @@ ROWS_KERNEL(rows512_fp8, deq512_fp8, 1, KEEL_W_FP8, A512, hsum512)
 /* out (K) = x (M) deq(w), one row of x (absorbing a weight into a decoding query): each
  * weight read once, 256 output columns held in 16 named accumulators at a time. The int8
  * row scale folds into x[m]; fp8's block scale is looked up per 16 columns. */
-#define EACH16(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15)
-#define EACH16_FMA(D, E, T)                                                                                  \
-  COLS_FMA(0, D, E, T) COLS_FMA(1, D, E, T) COLS_FMA(2, D, E, T) COLS_FMA(3, D, E, T) COLS_FMA(4, D, E, T)    \
-  COLS_FMA(5, D, E, T) COLS_FMA(6, D, E, T) COLS_FMA(7, D, E, T) COLS_FMA(8, D, E, T) COLS_FMA(9, D, E, T)    \
-  COLS_FMA(10, D, E, T) COLS_FMA(11, D, E, T) COLS_FMA(12, D, E, T) COLS_FMA(13, D, E, T)                     \
-  COLS_FMA(14, D, E, T) COLS_FMA(15, D, E, T)
+#define EACH16(X, ...)                                                                                      \
+  X(0, __VA_ARGS__) X(1, __VA_ARGS__) X(2, __VA_ARGS__) X(3, __VA_ARGS__) X(4, __VA_ARGS__) X(5, __VA_ARGS__)   \
+  X(6, __VA_ARGS__) X(7, __VA_ARGS__) X(8, __VA_ARGS__) X(9, __VA_ARGS__) X(10, __VA_ARGS__)                   \
+  X(11, __VA_ARGS__) X(12, __VA_ARGS__) X(13, __VA_ARGS__) X(14, __VA_ARGS__) X(15, __VA_ARGS__)
 #define COLS_KERNEL(NAME, DEQ, ESZ, TYPE, ATTR)                                                          \
   ATTR static void NAME(float *out, const float *x, const keel_wmat *w) {                             \
     int K = w->K, K256 = K & ~255;                                                                     \
     const uint8_t *base = w->data;                                                                     \
     for (int k0 = 0; k0 < K256; k0 += 256) {                                                           \
-      EACH16(COLS_ZERO)                                                                                \
+      EACH16(COLS_ZERO, DEQ, ESZ, TYPE)                                                                \
       for (int m = 0; m < w->M; m++) {                                                                 \
         const uint8_t *wr = base + ((long)m * K + k0) * (ESZ);                                         \
         float xm = TYPE == KEEL_W_INT8 ? x[m] * w->scale[m] : x[m];                                    \
         v16 t;                                                                                         \
-        EACH16_FMA(DEQ, ESZ, TYPE)                                                                     \
+        EACH16(COLS_FMA, DEQ, ESZ, TYPE)                                                               \
       }                                                                                                \
-      EACH16(COLS_STORE)                                                                               \
+      EACH16(COLS_STORE, DEQ, ESZ, TYPE)                                                               \
     }                                                                                                  \
     for (int k = K256; k < K; k++) { /* the last K % 256 columns */                                    \
       float s = 0;                                                                                     \
@@ -162,11 +160,11 @@ ROWS_KERNEL(rows512_fp8, deq512_fp8, 1, KEEL_W_FP8, A512, hsum512)
       out[k] = s;                                                                                      \
     }                                                                                                  \
   }
-#define COLS_ZERO(i) v16 a##i = {0};
+#define COLS_ZERO(i, ...) v16 a##i = {0};
 #define COLS_FMA(i, DEQ, ESZ, TYPE)                                                                    \
   DEQ(&t, wr + (i) * 16 * (ESZ));                                                                      \
   a##i += (TYPE == KEEL_W_FP8 ? xm * keel_wmat_block_scale(w, m, k0 + (i) * 16) : xm) * t;
-#define COLS_STORE(i) memcpy(out + k0 + (i) * 16, &a##i, sizeof a##i);
+#define COLS_STORE(i, ...) memcpy(out + k0 + (i) * 16, &a##i, sizeof a##i);
 
 #define ROW_DEQ(NAME, DEQ, ESZ, ATTR)                                                           \
   ATTR static void NAME(float *dst, const keel_wmat *w, long m) {                            \
@@ -198,6 +196,14 @@ COLS_KERNEL(cols512_bf16, deq512_bf16, 2, KEEL_W_BF16, A512)
 COLS_KERNEL(cols512_int8, deq512_int8, 1, KEEL_W_INT8, A512)
 COLS_KERNEL(cols512_fp8, deq512_fp8, 1, KEEL_W_FP8, A512)
 
+/* The kernels by weight type (keel_wtype order), portable [0] or AVX-512 [1]. */
+typedef void rows_fn(float *out, const float *x, const keel_wmat *w, int n0, int rows, int m0, int m1);
+typedef void cols_fn(float *out, const float *x, const keel_wmat *w);
+static rows_fn *const rows_kernel[4][2] = {
+    {rows_f32, rows512_f32}, {rows_bf16, rows512_bf16}, {rows_int8, rows512_int8}, {rows_fp8, rows512_fp8}};
+static cols_fn *const cols_kernel[4][2] = {
+    {cols_f32, cols512_f32}, {cols_bf16, cols512_bf16}, {cols_int8, cols512_int8}, {cols_fp8, cols512_fp8}};
+
 static int has_avx512(void) {
   static int has = -1;
   if (has < 0) has = __builtin_cpu_supports("avx512f") ? 1 : 0;
@@ -221,13 +227,7 @@ void keel_cpu_matmul_wt(float *out, const float *x, const keel_wmat *w, int N) {
     return;
   }
   if (N == 1) { /* one row: every weight once, the outputs in registers */
-    int v = has_avx512();
-    switch (w->type) {
-      case KEEL_W_F32: (v ? cols512_f32 : cols_f32)(out, x, w); break;
-      case KEEL_W_BF16: (v ? cols512_bf16 : cols_bf16)(out, x, w); break;
-      case KEEL_W_INT8: (v ? cols512_int8 : cols_int8)(out, x, w); break;
-      case KEEL_W_FP8: (v ? cols512_fp8 : cols_fp8)(out, x, w); break;
-    }
+    cols_kernel[w->type][has_avx512()](out, x, w);
     return;
   }
   memset(out, 0, (size_t)N * w->K * sizeof *out);
@@ -258,13 +258,7 @@ void keel_cpu_matmul_w(float *out, const float *x, const keel_wmat *w, int N) {
     int m0 = ch * CHUNK, m1 = m0 + CHUNK < w->M ? m0 + CHUNK : w->M;
     for (int n0 = 0; n0 < N; n0 += 4) {
       int rows = N - n0 < 4 ? N - n0 : 4;
-      int v = has_avx512();
-      switch (w->type) {
-        case KEEL_W_F32: (v ? rows512_f32 : rows_f32)(out, x, w, n0, rows, m0, m1); break;
-        case KEEL_W_BF16: (v ? rows512_bf16 : rows_bf16)(out, x, w, n0, rows, m0, m1); break;
-        case KEEL_W_INT8: (v ? rows512_int8 : rows_int8)(out, x, w, n0, rows, m0, m1); break;
-        case KEEL_W_FP8: (v ? rows512_fp8 : rows_fp8)(out, x, w, n0, rows, m0, m1); break;
-      }
+      rows_kernel[w->type][has_avx512()](out, x, w, n0, rows, m0, m1);
     }
   }
 }
