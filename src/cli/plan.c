@@ -107,14 +107,13 @@ static void fit_gemm(keel_cluster *c, const keel_arch *m, double tokens) {
   }
   double best = INFINITY, peak = c->peak[KEEL_PREC_FP32];
   for (double half = 0; half <= 4096; half = half < 1 ? 1 : half * 1.05) {
-    double sw = 0, le = 0, r = 0; /* log eff = weighted mean of log(time at eff 1 / measured) */
-    for (int i = 0; i < ns; i++)
-      sw += w[i], le += w[i] * log(3 * 2 * sh[i][0] * sh[i][1] * sh[i][2] / (peak * shape3(sh[i], half)) / t[i]);
-    le /= sw;
+    double x[MAXS], sw = 0, le = 0, r = 0; /* x: log(time at eff 1 / measured); log eff: their weighted mean */
     for (int i = 0; i < ns; i++) {
-      double d = log(3 * 2 * sh[i][0] * sh[i][1] * sh[i][2] / (peak * shape3(sh[i], half)) / t[i]) - le;
-      r += w[i] * d * d;
+      x[i] = log(3 * 2 * sh[i][0] * sh[i][1] * sh[i][2] / (peak * shape3(sh[i], half)) / t[i]);
+      sw += w[i], le += w[i] * x[i];
     }
+    le /= sw;
+    for (int i = 0; i < ns; i++) r += w[i] * (x[i] - le) * (x[i] - le);
     if (r < best) best = r, c->gemm_half = half, c->gemm_eff = fmin(1, exp(le));
   }
 }
