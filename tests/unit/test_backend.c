@@ -35,7 +35,8 @@ static void typed_weights(const keel_backend *fast, const keel_backend *ref, kee
   CHECK(keel_f32_to_f8e4m3(0x1p-10f) == 0x00 && keel_f32_to_f8e4m3(0x1.8p-9f) == 0x02); /* subnormal ties to even */
   static const int shapes[][3] = {{1, 16, 5},    {3, 37, 130},  {5, 256, 129}, {15, 300, 64},
                                   {16, 130, 70}, {40, 257, 200}, {1, 200, 300}, {20, 64, 290},
-                                  {1, 600, 300}}; /* one row, K past 256: matmul_wt's register blocks */
+                                  {1, 600, 300}, /* one row, K past 256: matmul_wt's register blocks */
+                                  {40, 2100, 40}, {40, 40, 4000}}; /* GEMM path, K or M / 2 past a panel's L2 share */
   for (int t = KEEL_W_F32; t <= KEEL_W_FP8; t++)
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
       int N = shapes[s][0], K = shapes[s][1], M = shapes[s][2];
@@ -84,7 +85,7 @@ int main(void) {
   const keel_backend *fast = keel_backend_cpu(), *ref = keel_backend_cpu_reference();
   static const int shapes[][3] = {{1, 1, 1},   {3, 17, 5},  {4, 16, 4},   {15, 64, 9},  {16, 64, 64},
                                   {37, 130, 70}, {64, 96, 33}, {5, 200, 130}, {130, 48, 257},
-                                  {100, 400, 1100}};
+                                  {100, 400, 1100}, {30, 2100, 150}, {20, 70, 2300}}; /* J past a panel's L2 share */
   keel_rng r;
   keel_rng_init(&r, 1);
   typed_weights(fast, ref, &r);
@@ -216,19 +217,21 @@ int main(void) {
     for (int k = 0; k < 2; k++) free(g[k][0]), free(g[k][1]), free(g[k][2]);
     free(q), free(kv), free(kpe), free(o1), free(o2), free(a1), free(a2), free(go);
   }
-  /* the same bits whatever the thread count (row blocks, chunks and panel groups all split) */
+  /* the same bits whatever the thread count (row blocks, chunks, panel groups and, in dx, super-chunks all split) */
   {
-    int n = 200, kk = 450, m = 1300;
-    float *x = rnd(&r, (size_t)n * kk), *w = rnd(&r, (size_t)m * kk), *o[2], *dw[2];
+    int n = 200, kk = 450, m = 2000;
+    float *x = rnd(&r, (size_t)n * kk), *w = rnd(&r, (size_t)m * kk), *o[2], *dx[2], *dw[2];
     for (int k = 0; k < 2; k++) {
       omp_set_num_threads(k + 1);
-      o[k] = keel_xmalloc((size_t)n * m * 4), dw[k] = keel_xcalloc((size_t)m * kk, 4);
+      o[k] = keel_xmalloc((size_t)n * m * 4), dx[k] = keel_xcalloc((size_t)n * kk, 4);
+      dw[k] = keel_xcalloc((size_t)m * kk, 4);
       fast->matmul(o[k], x, w, n, kk, m, 0);
-      fast->matmul_backward(NULL, dw[k], o[k], x, w, n, kk, m);
+      fast->matmul_backward(dx[k], dw[k], o[k], x, w, n, kk, m);
     }
     omp_set_num_threads(omp_get_num_procs());
     CHECK(!memcmp(o[0], o[1], (size_t)n * m * 4) && !memcmp(dw[0], dw[1], (size_t)m * kk * 4));
-    for (int k = 0; k < 2; k++) free(o[k]), free(dw[k]);
+    CHECK(!memcmp(dx[0], dx[1], (size_t)n * kk * 4));
+    for (int k = 0; k < 2; k++) free(o[k]), free(dx[k]), free(dw[k]);
     free(x), free(w);
   }
   fprintf(stderr, "fast vs reference GEMM: worst relative error %.2e\n", worst);

@@ -8,6 +8,9 @@
  * MC rows of A. For each block, every panel of a group (as many as fit
  * 512 KiB of packed B, in L2) runs all its chunks, so the block's C tiles
  * stay in L1/L2 over the whole reduction and A's block (48 x J) in L2.
+ * When one panel of J rows does not fit that budget (J past 2048, the
+ * head's dx), the group is packed and run a super-chunk of whole chunks at a
+ * time, so B is still read from L2 and not streamed from memory per block.
  * Rows of A are read in place when they are contiguous (a_cs 1); otherwise A
  * is packed once into 6-row micro-panels, chunk by chunk, so that every read
  * is a sequential stream. Each tile asks for the next tile's rows of A and
@@ -111,13 +114,14 @@ KERNEL static void transpose16(float *dst, long dst_rs, const float *src, long s
 }
 #undef ROUND
 
-KERNEL static void pack_panel(float *dst, const keel_gemm_b *b, int J, int s0, int S) {
+/* Rows [js, js + J) of B's columns [s0, s0 + 64) into a panel. */
+KERNEL static void pack_panel(float *dst, const keel_gemm_b *b, int js, int J, int s0, int S) {
   int w = S - s0 < NR ? S - s0 : NR;
   if (b->w && b->w_rows) { /* typed weight, row j of w is row j of B */
     bufs *t = my_bufs();
     float *row = scratch(&t->row, &t->row_cap, (size_t)b->w->K);
     for (int j = 0; j < J; j++) {
-      keel_cpu_wmat_row(row, b->w, j);
+      keel_cpu_wmat_row(row, b->w, js + j);
       memcpy(dst + (long)j * NR, row + s0, (size_t)w * sizeof *dst);
       for (int c = w; c < NR; c++) dst[(long)j * NR + c] = 0;
     }
@@ -125,13 +129,14 @@ KERNEL static void pack_panel(float *dst, const keel_gemm_b *b, int J, int s0, i
   }
   if (b->w) { /* typed weight: row s of w is column s of B; 16 rows dequantised, then written across */
     bufs *t = my_bufs();
-    float *rows = scratch(&t->row, &t->row_cap, (size_t)16 * J);
+    long K = b->w->K;
+    float *rows = scratch(&t->row, &t->row_cap, (size_t)16 * K);
     for (int c0 = 0; c0 < NR; c0 += 16) {
       int n = w - c0 < 16 ? (w - c0 > 0 ? w - c0 : 0) : 16;
-      for (int c = 0; c < n; c++) keel_cpu_wmat_row(rows + (long)c * J, b->w, s0 + c0 + c);
+      for (int c = 0; c < n; c++) keel_cpu_wmat_row(rows + c * K, b->w, s0 + c0 + c);
       for (int j = 0; j < J; j++) {
         float *d = dst + (long)j * NR + c0;
-        for (int c = 0; c < n; c++) d[c] = rows[(long)c * J + j];
+        for (int c = 0; c < n; c++) d[c] = rows[c * K + js + j];
         for (int c = n; c < 16; c++) d[c] = 0;
       }
     }
@@ -141,10 +146,10 @@ KERNEL static void pack_panel(float *dst, const keel_gemm_b *b, int J, int s0, i
   if (b->rs == 1 && b->cs != 1) /* B's columns are contiguous (a weight used as W^T): 16 x 16 transposes */
     for (; j0 + 16 <= J; j0 += 16)
       for (int c0 = 0; c0 + 16 <= w; c0 += 16)
-        transpose16(dst + (long)j0 * NR + c0, NR, b->b + j0 + (long)(s0 + c0) * b->cs, b->cs);
+        transpose16(dst + (long)j0 * NR + c0, NR, b->b + js + j0 + (long)(s0 + c0) * b->cs, b->cs);
   for (int j = 0; j < J; j++) {
     float *d = dst + (long)j * NR;
-    const float *src = b->b + j * b->rs + (long)s0 * b->cs;
+    const float *src = b->b + (long)(js + j) * b->rs + (long)s0 * b->cs;
     if (b->cs == 1) {
       memcpy(d, src, (size_t)w * sizeof *d);
     } else {
@@ -255,29 +260,35 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
     int nt = omp_get_num_threads(), id = omp_get_thread_num();
     int p_lo = (int)((long)np * id / nt), p_hi = (int)((long)np * (id + 1) / nt);
     bufs *t = my_bufs();
-    int gp = (int)(L2B / ((long)J * NR * sizeof(float))); /* panels whose packed B fit the budget */
+    /* a group: as many panels as fit the budget with JC rows each (whole chunks; J when it fits) */
+    int jc = (int)(L2B / ((long)NR * sizeof(float)) / KC * KC);
+    if (jc > J) jc = J;
+    int gp = (int)(L2B / ((long)(jc > 0 ? jc : 1) * NR * sizeof(float)));
     if (gp < 1) gp = 1;
     for (int g0 = p_lo; g0 < p_hi; g0 += gp) {
       int g1 = g0 + gp < p_hi ? g0 + gp : p_hi;
-      float *bp = scratch(&t->b, &t->b_cap, (size_t)(g1 - g0) * J * NR);
-      for (int p = g0; p < g1; p++) pack_panel(bp + (long)(p - g0) * J * NR, b, J, p * NR, S);
-      for (int i0 = 0; i0 < R; i0 += MC) {
-        int i1 = R - i0 < MC ? R : i0 + MC;
-        for (int p = g0; p < g1; p++) {
-          int cols = S - p * NR < NR ? S - p * NR : NR;
-          for (int j0 = 0; j0 < J; j0 += KC) {
-            int kc = J - j0 < KC ? J - j0 : KC;
-            const float *bc = bp + (long)(p - g0) * J * NR + (long)j0 * NR;
-            for (int r0 = i0; r0 < i1; r0 += MR) {
-              float *ct = c + (long)r0 * ldc + (long)p * NR;
-              int rows = R - r0 < MR ? R - r0 : MR, next = r0 + MR < R ? r0 + MR : r0; /* next tile's first row */
-              int next_rows = R - next < MR ? R - next : MR;
-              if (ap) {
-                const float *chunk = ap + (long)nb * j0 * MR; /* nb micro-panels of kc x MR */
-                tile_packed(ct, ldc, chunk + (long)r0 * kc, bc, rows, kc, cols, acc || j0, chunk + (long)next * kc);
-              } else {
-                tile_rows(ct, ldc, a + (long)r0 * a_rs + j0, a_rs, bc, rows, kc, cols, acc || j0,
-                          a + (long)next * a_rs + j0, next_rows);
+      for (int js = 0; js < J; js += jc) {
+        int jn = J - js < jc ? J - js : jc;
+        float *bp = scratch(&t->b, &t->b_cap, (size_t)(g1 - g0) * jn * NR);
+        for (int p = g0; p < g1; p++) pack_panel(bp + (long)(p - g0) * jn * NR, b, js, jn, p * NR, S);
+        for (int i0 = 0; i0 < R; i0 += MC) {
+          int i1 = R - i0 < MC ? R : i0 + MC;
+          for (int p = g0; p < g1; p++) {
+            int cols = S - p * NR < NR ? S - p * NR : NR;
+            for (int j0 = js; j0 < js + jn; j0 += KC) {
+              int kc = J - j0 < KC ? J - j0 : KC;
+              const float *bc = bp + (long)(p - g0) * jn * NR + (long)(j0 - js) * NR;
+              for (int r0 = i0; r0 < i1; r0 += MR) {
+                float *ct = c + (long)r0 * ldc + (long)p * NR;
+                int rows = R - r0 < MR ? R - r0 : MR, next = r0 + MR < R ? r0 + MR : r0; /* next tile's first row */
+                int next_rows = R - next < MR ? R - next : MR;
+                if (ap) {
+                  const float *chunk = ap + (long)nb * j0 * MR; /* nb micro-panels of kc x MR */
+                  tile_packed(ct, ldc, chunk + (long)r0 * kc, bc, rows, kc, cols, acc || j0, chunk + (long)next * kc);
+                } else {
+                  tile_rows(ct, ldc, a + (long)r0 * a_rs + j0, a_rs, bc, rows, kc, cols, acc || j0,
+                            a + (long)next * a_rs + j0, next_rows);
+                }
               }
             }
           }
