@@ -56,3 +56,13 @@ float keel_rng_normal(keel_rng *r) {
   if (u1 < 1e-300) u1 = 1e-300;
   return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
 }
+
+void keel_rng_normal2(keel_rng *r, float out[2]) {
+  uint32_t o[4];
+  keel_philox(r->key, r->counter++, o);
+  double u1 = ((((uint64_t)o[0] << 32) | o[1]) >> 11) * 0x1.0p-53, u2 = ((((uint64_t)o[2] << 32) | o[3]) >> 11) * 0x1.0p-53;
+  if (u1 < 1e-300) u1 = 1e-300;
+  double rad = sqrt(-2.0 * log(u1)), th = 6.283185307179586 * u2;
+  out[0] = (float)(rad * cos(th));
+  out[1] = (float)(rad * sin(th));
+}

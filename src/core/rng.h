@@ -29,5 +29,8 @@ uint64_t keel_rng_u64(keel_rng *r);
 double keel_rng_uniform(keel_rng *r); /* [0, 1) with 53 bits */
 uint64_t keel_rng_below(keel_rng *r, uint64_t n); /* uniform in [0, n), unbiased */
 float keel_rng_normal(keel_rng *r);                /* standard normal */
+/* Two independent standard normals from one draw (Box-Muller, both branches): a quarter of
+ * keel_rng_normal's Philox rounds and half its logarithms per value. */
+void keel_rng_normal2(keel_rng *r, float out[2]);
 
 #endif

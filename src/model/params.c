@@ -131,8 +131,8 @@ void keel_params_init(float *base, const keel_param_table *tab, uint64_t seed, f
       for (size_t k = 0; k < p->numel; k++) x[k] = 1.0f;
       continue;
     }
-    /* keyed per tensor (adding a tensor does not shift the others); element k takes the
-     * stream's draws 2k and 2k+1, so chunks run in parallel with the same values */
+    /* keyed per tensor (adding a tensor does not shift the others); elements 2k and 2k+1 take
+     * the stream's draw k, so chunks run in parallel with the same values */
     uint64_t key = keel_rng_key(seed, (uint64_t)i, 0, KEEL_RNG_INIT);
     long chunks = (long)((p->numel + 65535) / 65536);
 #pragma omp parallel for schedule(static)
@@ -140,8 +140,13 @@ void keel_params_init(float *base, const keel_param_table *tab, uint64_t seed, f
       keel_rng r;
       keel_rng_init(&r, key);
       size_t k0 = (size_t)ch * 65536, k1 = k0 + 65536 < p->numel ? k0 + 65536 : p->numel;
-      r.counter += 2 * k0;
-      for (size_t k = k0; k < k1; k++) x[k] = std * keel_rng_normal(&r);
+      r.counter += k0 / 2;
+      for (size_t k = k0; k < k1; k += 2) {
+        float z[2];
+        keel_rng_normal2(&r, z);
+        x[k] = std * z[0];
+        if (k + 1 < k1) x[k + 1] = std * z[1];
+      }
     }
   }
 }

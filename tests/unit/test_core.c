@@ -82,6 +82,16 @@ static void test_rng(void) {
   for (int k = 0; k < 10; k++) CHECK_MSG(hist[k] > 9500 && hist[k] < 10500, "bucket %d: %d", k, hist[k]);
   CHECK(fabs(sum / 100000) < 0.02);
   CHECK(fabs(sq / 100000 - 1) < 0.03);
+  /* the pair: each half standard normal, the halves uncorrelated */
+  double m[2] = {0, 0}, v[2] = {0, 0}, cross = 0;
+  for (int i = 0; i < 100000; i++) {
+    float z[2];
+    keel_rng_normal2(&a, z);
+    for (int k = 0; k < 2; k++) m[k] += z[k], v[k] += (double)z[k] * z[k];
+    cross += (double)z[0] * z[1];
+  }
+  for (int k = 0; k < 2; k++) CHECK(fabs(m[k] / 100000) < 0.02 && fabs(v[k] / 100000 - 1) < 0.03);
+  CHECK(fabs(cross / 100000) < 0.02);
 }
 
 static void test_dtype(void) {
