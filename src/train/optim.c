@@ -83,6 +83,24 @@ void keel_adamw_step(keel_adamw *o, keel_model *m, float lr, float gs) {
     step_slice(o, m, (size_t)s * SLICE, (size_t)(s + 1) * SLICE < total ? (size_t)(s + 1) * SLICE : total, lr, gs);
 }
 
+typedef double v8d __attribute__((vector_size(64)));
+typedef float v8f __attribute__((vector_size(32), aligned(4)));
+
+/* a[k] += x[i]^2 for i % 8 == k, in order: eight running sums in one vector (the same sums,
+ * in the same order, as eight scalar chains), then the n % 8 left into a[0]. */
+__attribute__((target_clones("avx512f", "arch=haswell", "default"))) static void add_squares(double a[8],
+                                                                                          const float *x, size_t n) {
+  v8d s;
+  memcpy(&s, a, sizeof s);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    v8d d = __builtin_convertvector(*(const v8f *)(x + i), v8d);
+    s += d * d;
+  }
+  memcpy(a, &s, sizeof s);
+  for (; i < n; i++) a[0] += (double)x[i] * x[i];
+}
+
 double keel_grad_norm(const keel_model *m) {
   /* partial sums over fixed chunks, added in chunk order: the same value for any thread count */
   long nch = (long)((m->tab.total + CHUNK - 1) / CHUNK);
@@ -90,11 +108,8 @@ double keel_grad_norm(const keel_model *m) {
 #pragma omp parallel for schedule(static)
   for (long ch = 0; ch < nch; ch++) {
     size_t i0 = (size_t)ch * CHUNK, i1 = i0 + CHUNK < m->tab.total ? i0 + CHUNK : m->tab.total;
-    double a[8] = {0}; /* eight running sums: one add chain would wait on each add's latency */
-    size_t i = i0;
-    for (; i + 8 <= i1; i += 8)
-      for (int k = 0; k < 8; k++) a[k] += (double)m->grads[i + k] * m->grads[i + k];
-    for (; i < i1; i++) a[0] += (double)m->grads[i] * m->grads[i];
+    double a[8] = {0};
+    add_squares(a, m->grads + i0, i1 - i0);
     part[ch] = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
   }
   for (long ch = 0; ch < nch; ch++) s += part[ch];
