@@ -9,8 +9,9 @@
  * 512 KiB of packed B, in L2) runs all its chunks, so the block's C tiles
  * stay in L1/L2 over the whole reduction and A's block (48 x J) in L2.
  * When one panel of J rows does not fit that budget (J past 2048, the
- * head's dx), the group is packed and run a super-chunk of whole chunks at a
- * time, so B is still read from L2 and not streamed from memory per block.
+ * head's dx), a group is all of a thread's panels (up to 10) and is packed
+ * and run a super-chunk of whole chunks at a time: B is still read from L2,
+ * and A, streamed once per group, is streamed once per thread.
  * Rows of A are read in place when they are contiguous (a_cs 1); otherwise A
  * is packed once into 6-row micro-panels, chunk by chunk, so that every read
  * is a sequential stream. Each tile asks for the next tile's rows of A and
@@ -261,10 +262,13 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
     int p_lo = (int)((long)np * id / nt), p_hi = (int)((long)np * (id + 1) / nt);
     bufs *t = my_bufs();
     /* a group: as many panels as fit the budget with JC rows each (whole chunks; J when it fits) */
-    int jc = (int)(L2B / ((long)NR * sizeof(float)) / KC * KC);
-    if (jc > J) jc = J;
-    int gp = (int)(L2B / ((long)(jc > 0 ? jc : 1) * NR * sizeof(float)));
-    if (gp < 1) gp = 1;
+    long panel_floats = L2B / (long)sizeof(float); /* the budget, in floats */
+    int jc = J, gp = (int)(panel_floats / ((long)(J > 0 ? J : 1) * NR));
+    if (gp < 1) { /* J is too deep for one panel: all this thread's panels (up to one chunk each) in a group */
+      gp = p_hi - p_lo < (int)(panel_floats / ((long)KC * NR)) ? p_hi - p_lo : (int)(panel_floats / ((long)KC * NR));
+      if (gp < 1) gp = 1;
+      jc = (int)(panel_floats / ((long)gp * NR) / KC * KC);
+    }
     for (int g0 = p_lo; g0 < p_hi; g0 += gp) {
       int g1 = g0 + gp < p_hi ? g0 + gp : p_hi;
       for (int js = 0; js < J; js += jc) {
