@@ -194,9 +194,9 @@ int main(void) {
     CHECK_MSG(rel(o1, o2, (size_t)H * rkv) < 1e-5, "attention_latent: %.3g", rel(o1, o2, (size_t)H * rkv));
     free(qa), free(qp), free(ck), free(kp), free(o1), free(o2);
   }
-  /* attention forward and backward */
-  {
-    int B = 2, T = 9, H = 3, dn = 20, dr = 8, dv = 17, Nt = B * T;
+  /* attention forward and backward: one causal block, then T past it and not a multiple of it */
+  for (int pass = 0; pass < 2; pass++) {
+    int B = 2, T = pass ? 150 : 9, H = 3, dn = 20, dr = 8, dv = 17, Nt = B * T;
     float *q = rnd(&r, (size_t)Nt * H * (dn + dr)), *kv = rnd(&r, (size_t)Nt * H * (dn + dv)), *kpe = rnd(&r, (size_t)Nt * dr);
     float *o1 = keel_xmalloc((size_t)Nt * H * dv * 4), *o2 = keel_xmalloc((size_t)Nt * H * dv * 4);
     float *a1 = keel_xmalloc((size_t)B * H * T * T * 4), *a2 = keel_xmalloc((size_t)B * H * T * T * 4);
