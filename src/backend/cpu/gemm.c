@@ -144,10 +144,17 @@ KERNEL static void pack_panel(float *dst, const keel_gemm_b *b, int js, int J, i
     return;
   }
   int j0 = 0;
-  if (b->rs == 1 && b->cs != 1) /* B's columns are contiguous (a weight used as W^T): 16 x 16 transposes */
-    for (; j0 + 16 <= J; j0 += 16)
-      for (int c0 = 0; c0 + 16 <= w; c0 += 16)
-        transpose16(dst + (long)j0 * NR + c0, NR, b->b + js + j0 + (long)(s0 + c0) * b->cs, b->cs);
+  if (b->rs == 1 && b->cs != 1) { /* B's columns are contiguous (a weight used as W^T): 16 x 16 transposes, */
+    int j16 = J & ~15;          /* 16 of its rows at a time, each read end to end and fetched 64 ahead */
+    for (int c0 = 0; c0 + 16 <= w; c0 += 16)
+      for (j0 = 0; j0 < j16; j0 += 16) {
+        const float *src = b->b + js + j0 + (long)(s0 + c0) * b->cs;
+        if (j0 + 64 < J)
+          for (int i = 0; i < 16; i++) __builtin_prefetch(src + 64 + i * b->cs);
+        transpose16(dst + (long)j0 * NR + c0, NR, src, b->cs);
+      }
+    j0 = j16;
+  }
   for (int j = 0; j < J; j++) {
     float *d = dst + (long)j * NR;
     const float *src = b->b + (long)(js + j) * b->rs + (long)s0 * b->cs;
