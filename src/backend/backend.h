@@ -72,7 +72,7 @@ typedef struct keel_backend {
 const keel_backend *keel_backend_cpu(void);
 /* The plain reference kernels that define the right answer. */
 const keel_backend *keel_backend_cpu_reference(void);
-/* Threads the CPU backend may use (0: all cores). */
+/* Threads the CPU backend may use (0: all cores); with one per CPU, each is kept on its own. */
 void keel_backend_set_threads(int n);
 
 /* The FP8 block scale that covers element (m, k). */

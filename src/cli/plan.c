@@ -400,7 +400,7 @@ int keel_cmd_plan(int argc, char **argv) {
   if (optind < argc) return keel_cli_usage_error("plan", "unexpected argument (see keel plan --help)");
   if (!a.model) return keel_cli_usage_error("plan", "--model CONFIG.json is required");
   if (!a.cluster == !a.compare) return keel_cli_usage_error("plan", "give one of --cluster NAME or --compare A,B,...");
-  if (a.threads > 0) keel_backend_set_threads(a.threads);
+  keel_backend_set_threads(a.threads);
   keel_arch m;
   keel_status st = keel_arch_load(&m, a.model);
   if (st != KEEL_OK) return keel_cli_error("plan", st);
