@@ -72,8 +72,15 @@ typedef struct keel_backend {
 const keel_backend *keel_backend_cpu(void);
 /* The plain reference kernels that define the right answer. */
 const keel_backend *keel_backend_cpu_reference(void);
-/* Threads the CPU backend may use (0: all cores); with one per CPU, each is kept on its own. */
+/* Threads the CPU backend may use (0: all cores). */
 void keel_backend_set_threads(int n);
+/* With one OpenMP thread per CPU the process may use, keeps thread i on the i-th of them (as
+ * OMP_PROC_BIND=true would; nothing when OMP_PROC_BIND is set). For processes whose work is
+ * the team's (training, benchmarks): threads the pinned caller creates later inherit its
+ * CPU, so such a thread first calls keel_backend_release_thread. */
+void keel_backend_pin_threads(void);
+/* The calling thread may again run on every CPU the process could use before pinning. */
+void keel_backend_release_thread(void);
 
 /* The FP8 block scale that covers element (m, k). */
 static inline float keel_wmat_block_scale(const keel_wmat *w, long m, long k) {

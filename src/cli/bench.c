@@ -242,6 +242,7 @@ int keel_cmd_bench(int argc, char **argv) {
       return keel_cli_usage_error("bench", "bad option");
   }
   keel_backend_set_threads(threads);
+  keel_backend_pin_threads();
   int nt = threads > 0 ? threads : keel_cpu_count();
   double peak = keel_cpu_peak_flops_per_core() * nt;
   double bw = keel_bench_triad();

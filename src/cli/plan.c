@@ -401,6 +401,7 @@ int keel_cmd_plan(int argc, char **argv) {
   if (!a.model) return keel_cli_usage_error("plan", "--model CONFIG.json is required");
   if (!a.cluster == !a.compare) return keel_cli_usage_error("plan", "give one of --cluster NAME or --compare A,B,...");
   keel_backend_set_threads(a.threads);
+  keel_backend_pin_threads(); /* as keel train runs: the local calibration measures kernels */
   keel_arch m;
   keel_status st = keel_arch_load(&m, a.model);
   if (st != KEEL_OK) return keel_cli_error("plan", st);

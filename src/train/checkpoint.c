@@ -335,6 +335,12 @@ static void *writer_main(void *arg) {
   return NULL;
 }
 
+/* The background writer: not held to the CPU of the (pinned) training thread that starts it. */
+static void *writer_thread(void *arg) {
+  keel_backend_release_thread();
+  return writer_main(arg);
+}
+
 static void take_result(keel_ckpt_writer *w) {
   w->ok = w->r_ok;
   w->done_step = w->s.step;
@@ -391,7 +397,7 @@ void keel_ckpt_writer_submit(keel_ckpt_writer *w, const keel_model *m, const kee
   w->bias = dup_floats(w->bias, m->bias, w->n_bias);
   w->m = dup_bytes(w->m, opt->m, w->n_params * keel_adamw_moment_bytes(opt));
   w->v = dup_bytes(w->v, opt->v, w->n_params * keel_adamw_moment_bytes(opt));
-  w->busy = pthread_create(&w->thread, NULL, writer_main, w) == 0;
+  w->busy = pthread_create(&w->thread, NULL, writer_thread, w) == 0;
   if (!w->busy) { /* no thread: write in place */
     writer_main(w);
     take_result(w);

@@ -207,6 +207,7 @@ keel_status keel_train_run(const keel_train_opts *o) {
   char *train_p = keel_path_join(o->data, "train.bin"), *val_p = keel_path_join(o->data, "val.bin"),
        *metrics_p = keel_path_join(o->out, "metrics.jsonl"), *final_p = keel_path_join(o->out, "final");
   keel_backend_set_threads(o->threads);
+  keel_backend_pin_threads();
   if ((st = keel_inject_parse(&inj, o->inject ? o->inject : getenv("KEEL_INJECT")))) goto done;
   if ((st = keel_mkdirs(o->out))) goto done;
   if ((st = keel_shard_open(&train, train_p))) goto done;

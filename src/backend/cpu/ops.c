@@ -15,19 +15,33 @@
 #include "reference.h"
 #include "simd.h"
 
-/* With one thread per CPU the process may run on, thread i stays on the i-th of them (as
- * OMP_PROC_BIND=true would): the GEMM keeps each thread's packed panels in its own core's L2,
- * which a thread moved to the other core loses. Two threads, bench-a and bench-b alternating
- * pinned and unpinned: 5 of 6 pairs faster pinned, by 6-29%. With fewer threads than CPUs,
- * or OMP_PROC_BIND set, the system places them. */
-static void pin_threads(void) {
+void keel_backend_set_threads(int n) {
+#ifdef _OPENMP
+  if (n > 0) omp_set_num_threads(n);
+#else
+  (void)n;
+#endif
+}
+
+/* Pinning (see backend.h): the GEMM keeps each thread's packed panels in its own core's L2,
+ * which a thread moved to the other core loses. Measured on a shared 2-core machine, bench-a
+ * and bench-b alternating: OMP_PROC_BIND=true ahead of unbound in 5 of 6 pairs (by 6-29%);
+ * this code against OMP_PROC_BIND=false, 7 pairs on bench-b, 354 vs 344 tokens/s on average,
+ * within that machine's noise. */
+#if defined(_OPENMP) && defined(CPU_SET)
+static cpu_set_t unpinned; /* the calling thread's CPUs before pinning */
+static int pinned;
+#endif
+
+void keel_backend_pin_threads(void) {
 #if defined(_OPENMP) && defined(CPU_SET)
   cpu_set_t allowed;
-  if (getenv("OMP_PROC_BIND") || sched_getaffinity(0, sizeof allowed, &allowed)) return;
+  if (pinned || getenv("OMP_PROC_BIND") || sched_getaffinity(0, sizeof allowed, &allowed)) return;
   int nt = omp_get_max_threads(), cpu[CPU_SETSIZE], n = 0;
   for (int c = 0; c < CPU_SETSIZE; c++)
     if (CPU_ISSET(c, &allowed)) cpu[n++] = c;
   if (nt < 2 || nt != n) return;
+  unpinned = allowed, pinned = 1;
 #pragma omp parallel num_threads(nt)
   {
     cpu_set_t one;
@@ -38,12 +52,9 @@ static void pin_threads(void) {
 #endif
 }
 
-void keel_backend_set_threads(int n) {
-#ifdef _OPENMP
-  if (n > 0) omp_set_num_threads(n);
-  pin_threads();
-#else
-  (void)n;
+void keel_backend_release_thread(void) {
+#if defined(_OPENMP) && defined(CPU_SET)
+  if (pinned) sched_setaffinity(0, sizeof unpinned, &unpinned);
 #endif
 }
 
