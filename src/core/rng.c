@@ -40,7 +40,9 @@ uint64_t keel_rng_u64(keel_rng *r) {
   return ((uint64_t)o[0] << 32) | o[1];
 }
 
-double keel_rng_uniform(keel_rng *r) { return (keel_rng_u64(r) >> 11) * 0x1.0p-53; }
+static double u53(uint64_t x) { return (x >> 11) * 0x1.0p-53; } /* [0, 1) from the top 53 bits */
+
+double keel_rng_uniform(keel_rng *r) { return u53(keel_rng_u64(r)); }
 
 uint64_t keel_rng_below(keel_rng *r, uint64_t n) {
   if (n <= 1) return 0;
@@ -60,7 +62,7 @@ float keel_rng_normal(keel_rng *r) {
 void keel_rng_normal2(keel_rng *r, float out[2]) {
   uint32_t o[4];
   keel_philox(r->key, r->counter++, o);
-  double u1 = ((((uint64_t)o[0] << 32) | o[1]) >> 11) * 0x1.0p-53, u2 = ((((uint64_t)o[2] << 32) | o[3]) >> 11) * 0x1.0p-53;
+  double u1 = u53(((uint64_t)o[0] << 32) | o[1]), u2 = u53(((uint64_t)o[2] << 32) | o[3]);
   if (u1 < 1e-300) u1 = 1e-300;
   double rad = sqrt(-2.0 * log(u1)), th = 6.283185307179586 * u2;
   out[0] = (float)(rad * cos(th));

@@ -268,13 +268,14 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
     int nt = omp_get_num_threads(), id = omp_get_thread_num();
     int p_lo = (int)((long)np * id / nt), p_hi = (int)((long)np * (id + 1) / nt);
     bufs *t = my_bufs();
-    /* a group: as many panels as fit the budget with JC rows each (whole chunks; J when it fits) */
-    long panel_floats = L2B / (long)sizeof(float); /* the budget, in floats */
-    int jc = J, gp = (int)(panel_floats / ((long)(J > 0 ? J : 1) * NR));
-    if (gp < 1) { /* J is too deep for one panel: all this thread's panels (up to one chunk each) in a group */
-      gp = p_hi - p_lo < (int)(panel_floats / ((long)KC * NR)) ? p_hi - p_lo : (int)(panel_floats / ((long)KC * NR));
+    /* a group: as many panels of J rows as fit the budget; past it, all this thread's panels (at
+     * most `most`, the panels of one chunk each that fit) in super-chunks of jc rows */
+    long budget = L2B / (long)sizeof(float), most = budget / ((long)KC * NR);
+    int jc = J, gp = (int)(budget / ((long)(J > 0 ? J : 1) * NR));
+    if (gp < 1) {
+      gp = p_hi - p_lo < most ? p_hi - p_lo : (int)most;
       if (gp < 1) gp = 1;
-      jc = (int)(panel_floats / ((long)gp * NR) / KC * KC);
+      jc = (int)(budget / ((long)gp * NR) / KC * KC);
     }
     for (int g0 = p_lo; g0 < p_hi; g0 += gp) {
       int g1 = g0 + gp < p_hi ? g0 + gp : p_hi;
