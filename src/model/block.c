@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "../core/clock.h"
 #include "model.h"
 
 /* Carves scratch arrays out of the model's workspace, in a fixed order. */
@@ -312,10 +313,15 @@ void keel_block_forward(keel_model *m, int layer, keel_layer_acts *A, const floa
   int N = B * T, d = c->hidden_size;
   A->x = (float *)x;
   m->be->rmsnorm(A->ln1, A->ln1_rstd, x, w->ln1, N, d, c->rms_norm_eps);
+  double t0 = keel_now();
   mla_forward(m, w, A, A->x2, B, T);
+  double t1 = keel_now();
+  m->phase_s[KEEL_PHASE_ATTENTION] += t1 - t0;
   for (size_t i = 0; i < (size_t)N * d; i++) A->x2[i] += x[i];
   m->be->rmsnorm(A->ln2, A->ln2_rstd, A->x2, w->ln2, N, d, c->rms_norm_eps);
+  t1 = keel_now();
   keel_ffn_forward(m, layer, A, B, T, train);
+  m->phase_s[KEEL_PHASE_FFN] += keel_now() - t1;
   for (size_t i = 0; i < (size_t)N * d; i++) A->out[i] += A->x2[i];
 }
 
@@ -336,14 +342,19 @@ void keel_block_backward(keel_model *m, int layer, keel_layer_acts *A, const flo
   carver cv = {m->ws};
   float *dx2 = take(&cv, (size_t)N * d), *du = take(&cv, (size_t)N * d), *da = take(&cv, (size_t)N * d);
   memcpy(dx2, dout, (size_t)N * d * sizeof *dx2);
+  double t0 = keel_now();
   if (w->moe)
     moe_backward(m, w, g, A, dout, du, B, T, &cv);
   else
     swiglu_ffn_backward(m, du, dout, A->ln2, w->w_gate, w->w_up, w->w_down, g->w_gate, g->w_up, g->w_down, A->fg,
                         A->fu, A->fh, N, c->intermediate_size, take(&cv, (size_t)N * c->intermediate_size),
                         take(&cv, (size_t)N * c->intermediate_size), take(&cv, (size_t)N * c->intermediate_size));
+  double t1 = keel_now();
+  m->phase_s[KEEL_PHASE_FFN] += t1 - t0;
   m->be->rmsnorm_backward(dx2, g->ln2, du, A->x2, w->ln2, A->ln2_rstd, N, d);
+  t1 = keel_now();
   mla_backward(m, w, g, A, dx2, da, B, T, &cv);
+  m->phase_s[KEEL_PHASE_ATTENTION] += keel_now() - t1;
   memcpy(dx, dx2, (size_t)N * d * sizeof *dx);
   m->be->rmsnorm_backward(dx, g->ln1, da, A->x, w->ln1, A->ln1_rstd, N, d);
 }

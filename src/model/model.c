@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/clock.h"
+
 static float *falloc(size_t n) { return keel_xcalloc(n ? n : 1, sizeof(float)); }
 #define ALLOC(n) falloc((size_t)(n))
 
@@ -166,6 +168,7 @@ void keel_model_zero_load(keel_model *m) {
 /* logits = z head^T; loss rows; with grads: dz = dlogits head, dhead += dlogits^T z. Returns the loss sum. */
 static double head_loss(keel_model *m, const float *z, float *dz, const int32_t *tgt, int N, float scale, int grads) {
   int d = m->c.hidden_size, V = m->c.vocab_size;
+  double t0 = keel_now();
   m->be->matmul(m->logits, z, m->w.head, N, d, V, 0);
   m->be->cross_entropy(m->losses, m->logits, tgt, N, V, scale);
   double sum = 0;
@@ -174,6 +177,7 @@ static double head_loss(keel_model *m, const float *z, float *dz, const int32_t 
     memset(dz, 0, (size_t)N * d * sizeof *dz);
     m->be->matmul_backward(dz, m->g.head, m->logits, z, m->w.head, N, d, V);
   }
+  m->phase_s[KEEL_PHASE_HEAD] += keel_now() - t0;
   return sum;
 }
 

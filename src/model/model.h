@@ -40,6 +40,9 @@ typedef struct keel_layer_acts {
   float *z, *z_rstd, *dz;   /* (N, d) shared_head.norm output, (N), its gradient from the head */
 } keel_layer_acts;
 
+/* The parts of a training step that keel_model times (forward and backward together). */
+enum keel_phase { KEEL_PHASE_ATTENTION, KEEL_PHASE_FFN, KEEL_PHASE_HEAD, KEEL_PHASES };
+
 typedef struct keel_model {
   keel_config c;
   keel_param_table tab;
@@ -67,6 +70,7 @@ typedef struct keel_model {
   size_t ws_size;
   /* results of the last forward */
   double loss, lm_loss, mtp_loss, bal_loss;
+  double phase_s[KEEL_PHASES]; /* wall seconds per part, added up until the caller zeroes them */
   float *load;              /* (L+D, E) expert assignments counted since keel_model_zero_load */
 } keel_model;
 

@@ -295,6 +295,7 @@ keel_status keel_train_run(const keel_train_opts *o) {
   long first = cs.step;
   for (long step = cs.step; step < o->steps;) {
     double t0 = keel_now();
+    memset(m.phase_s, 0, sizeof m.phase_s);
     keel_inject_item *it;
     if ((it = keel_inject_take(&inj, KEEL_FAULT_SLOW, step + 1))) usleep((useconds_t)atoi(it->arg) * 1000);
     if (keel_inject_take(&inj, KEEL_FAULT_HANG, step + 1))
@@ -343,7 +344,7 @@ keel_status keel_train_run(const keel_train_opts *o) {
         inj.items[i].fired = 1;
         flip_bit(!strcmp(inj.items[i].arg, "param") ? m.params : m.grads, m.tab.total, (uint64_t)step);
       }
-    double gnorm = keel_grad_norm(&m);
+    double t_opt = keel_now(), gnorm = keel_grad_norm(&m);
     float lr = keel_lr_at(o->schedule, step, o->steps, o->warmup, o->lr, o->min_lr);
     if (!isfinite(loss) || !isfinite(gnorm)) { /* skipped and counted; the batch is spent */
       keel_event(o->out, "skip_nonfinite", "\"step\": %ld, \"loss_finite\": %s, \"grad_finite\": %s", step + 1,
@@ -395,10 +396,12 @@ keel_status keel_train_run(const keel_train_opts *o) {
     keel_adamw_step(&opt, &m, lr, keel_grad_clip_scale(o->clip, gnorm));
     keel_model_update_bias(&m, o->bias_gamma);
     guard_push(&gd, lm);
-    double dt = keel_now() - t0, tps = (double)B * T * o->grad_accum / dt;
+    double now = keel_now(), dt = now - t0, tps = (double)B * T * o->grad_accum / dt;
     fprintf(metrics, "{\"step\": %ld, \"loss\": %.6f, \"lm_loss\": %.6f, \"mtp_loss\": %.6f, \"balance_loss\": %.6g, "
             "\"lr\": %.6g, \"grad_norm\": %.6g, \"tokens_per_s\": %.1f, \"mfu\": %.4f, \"step_s\": %.4f%s",
             step + 1, loss, lm, mtp, bal, lr, gnorm, tps, fpt * tps / peak, dt, skip_batch ? ", \"skipped_batch\": true" : "");
+    fprintf(metrics, ", \"phase_s\": {\"attention\": %.4f, \"ffn\": %.4f, \"head\": %.4f, \"optimizer\": %.4f}",
+            m.phase_s[KEEL_PHASE_ATTENTION], m.phase_s[KEEL_PHASE_FFN], m.phase_s[KEEL_PHASE_HEAD], now - t_opt);
     if (E) {
       fprintf(metrics, ", \"expert_load\": [");
       int first_l = 1;

