@@ -46,6 +46,14 @@ double keel_cpu_peak_flops_per_core(void) {
   return peak;
 }
 
+double keel_cpu_fma_rate(double seconds) {
+  float sink;
+  double t0 = keel_now(), flops = 0, t;
+  do flops += fma_loop(300000, &sink); /* ~0.7 ms a slice */
+  while ((t = keel_now() - t0) < seconds);
+  return flops / t;
+}
+
 int keel_cpu_count(void) {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   return n > 0 ? (int)n : 1;

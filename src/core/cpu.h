@@ -5,6 +5,9 @@
 /* fp32 FLOP/s of one core running independent FMAs with the widest vector
  * unit the CPU has (measured for ~70 ms on first call, then cached). */
 double keel_cpu_peak_flops_per_core(void);
+/* fp32 FLOP/s of the calling thread running the same FMAs for `seconds` without a break: on a
+ * machine that lowers its clock under load, or is shared, less than the burst peak above. */
+double keel_cpu_fma_rate(double seconds);
 int keel_cpu_count(void);
 
 #endif
