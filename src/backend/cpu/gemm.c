@@ -12,6 +12,9 @@
  * head's dx), a group is all of a thread's panels (up to 10) and is packed
  * and run a super-chunk of whole chunks at a time: B is still read from L2,
  * and A, streamed once per group, is streamed once per thread.
+ * A last panel of at most 32 columns (S = 352, the experts' width, ends in
+ * one) runs 12 x 32 tiles instead, with the same 24 accumulators, rather
+ * than multiply zeros in half of a 6 x 64 tile.
  * Rows of A are read in place when they are contiguous (a_cs 1); otherwise A
  * is packed once into 6-row micro-panels, chunk by chunk, so that every read
  * is a sequential stream. Each tile asks for the next tile's rows of A and
@@ -251,6 +254,79 @@ KERNEL static void tile_packed(float *c, long ldc, const float *ap, const float 
   tile_body(c, ldc, ap, 1, MR, bp, rows, J, cols, acc, pf, J, MR); /* a micro-panel: MR pieces of J floats */
 }
 
+/* The same over a panel of at most 32 columns (the last panel of S = 64k + 32, say the experts'
+ * 352): 12 rows x 32 columns keep the 24 accumulators busy where a 6 x 64 tile would multiply
+ * zeros. Rows r in [0, 6) are at a_lo + r a_rs, rows [6, 12) at a_hi + (r - 6) a_rs. */
+static inline __attribute__((always_inline)) void half_body(float *c, long ldc, const float *a_lo, const float *a_hi,
+                                                            long a_rs, long a_cs, const float *bp, int rows, int J,
+                                                            int cols, int acc) {
+  for (int r = 0; r < rows; r++) __builtin_prefetch(c + (long)r * ldc, 1), __builtin_prefetch(c + (long)r * ldc + 16, 1);
+  const float *p[12];
+  for (int r = 0; r < 12; r++) {
+    int q = r < rows ? r : rows - 1;
+    p[r] = q < 6 ? a_lo + q * a_rs : a_hi + (q - 6) * a_rs;
+  }
+  const float *a0 = p[0], *a1 = p[1], *a2 = p[2], *a3 = p[3], *a4 = p[4], *a5 = p[5], *a6 = p[6], *a7 = p[7],
+              *a8 = p[8], *a9 = p[9], *a10 = p[10], *a11 = p[11];
+  v16 c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0}, c30 = {0}, c31 = {0};
+  v16 c40 = {0}, c41 = {0}, c50 = {0}, c51 = {0}, c60 = {0}, c61 = {0}, c70 = {0}, c71 = {0};
+  v16 c80 = {0}, c81 = {0}, c90 = {0}, c91 = {0}, ca0 = {0}, ca1 = {0}, cb0 = {0}, cb1 = {0};
+#pragma GCC unroll 4
+  for (int j = 0; j < J; j++) {
+    const float *bj = bp + (long)j * NR;
+    v16 b0 = *(const v16 *)bj, b1 = *(const v16 *)(bj + 16);
+    long o = (long)j * a_cs;
+    float s;
+    s = a0[o], c00 += s * b0, c01 += s * b1;
+    s = a1[o], c10 += s * b0, c11 += s * b1;
+    s = a2[o], c20 += s * b0, c21 += s * b1;
+    s = a3[o], c30 += s * b0, c31 += s * b1;
+    s = a4[o], c40 += s * b0, c41 += s * b1;
+    s = a5[o], c50 += s * b0, c51 += s * b1;
+    s = a6[o], c60 += s * b0, c61 += s * b1;
+    s = a7[o], c70 += s * b0, c71 += s * b1;
+    s = a8[o], c80 += s * b0, c81 += s * b1;
+    s = a9[o], c90 += s * b0, c91 += s * b1;
+    s = a10[o], ca0 += s * b0, ca1 += s * b1;
+    s = a11[o], cb0 += s * b0, cb1 += s * b1;
+  }
+#define STORE_HALF(r, x0, x1)                                                                 \
+  if (rows > r) {                                                                             \
+    float *cr = c + (long)(r) * ldc;                                                          \
+    if (cols == 32 && acc) {                                                                  \
+      *(v16 *)cr += x0, *(v16 *)(cr + 16) += x1;                                              \
+    } else if (cols == 32) {                                                                  \
+      *(v16 *)cr = x0, *(v16 *)(cr + 16) = x1;                                                \
+    } else {                                                                                  \
+      v16 t[2] = {x0, x1};                                                                    \
+      for (int k = 0; k < cols; k++) cr[k] = (acc ? cr[k] : 0.0f) + t[k / 16][k % 16];        \
+    }                                                                                         \
+  }
+  STORE_HALF(0, c00, c01)
+  STORE_HALF(1, c10, c11)
+  STORE_HALF(2, c20, c21)
+  STORE_HALF(3, c30, c31)
+  STORE_HALF(4, c40, c41)
+  STORE_HALF(5, c50, c51)
+  STORE_HALF(6, c60, c61)
+  STORE_HALF(7, c70, c71)
+  STORE_HALF(8, c80, c81)
+  STORE_HALF(9, c90, c91)
+  STORE_HALF(10, ca0, ca1)
+  STORE_HALF(11, cb0, cb1)
+#undef STORE_HALF
+}
+
+KERNEL static void half_rows(float *c, long ldc, const float *a, long a_rs, const float *bp, int rows, int J, int cols,
+                             int acc) {
+  half_body(c, ldc, a, a + MR * a_rs, a_rs, 1, bp, rows, J, cols, acc);
+}
+
+KERNEL static void half_packed(float *c, long ldc, const float *ap, const float *ap_next, const float *bp, int rows,
+                               int J, int cols, int acc) {
+  half_body(c, ldc, ap, ap_next, 1, MR, bp, rows, J, cols, acc);
+}
+
 void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, const keel_gemm_b *b, int R, int J,
                    int S, int acc) {
   int np = (S + NR - 1) / NR, nb = (R + MR - 1) / MR;
@@ -290,6 +366,20 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
             for (int j0 = js; j0 < js + jn; j0 += KC) {
               int kc = J - j0 < KC ? J - j0 : KC;
               const float *bc = bp + (long)(p - g0) * jn * NR + (long)(j0 - js) * NR;
+              if (cols <= 32) { /* a narrow last panel: 12-row tiles */
+                for (int r0 = i0; r0 < i1; r0 += 2 * MR) {
+                  float *ct = c + (long)r0 * ldc + (long)p * NR;
+                  int rows = R - r0 < 2 * MR ? R - r0 : 2 * MR;
+                  if (ap) {
+                    const float *chunk = ap + (long)nb * j0 * MR;
+                    const float *lo = chunk + (long)r0 * kc, *hi = rows > MR ? lo + (long)MR * kc : lo;
+                    half_packed(ct, ldc, lo, hi, bc, rows, kc, cols, acc || j0);
+                  } else {
+                    half_rows(ct, ldc, a + (long)r0 * a_rs + j0, a_rs, bc, rows, kc, cols, acc || j0);
+                  }
+                }
+                continue;
+              }
               for (int r0 = i0; r0 < i1; r0 += MR) {
                 float *ct = c + (long)r0 * ldc + (long)p * NR;
                 int rows = R - r0 < MR ? R - r0 : MR, next = r0 + MR < R ? r0 + MR : r0; /* next tile's first row */
