@@ -121,28 +121,24 @@ KERNEL static void transpose16(float *dst, long dst_rs, const float *src, long s
 /* Rows [js, js + J) of B's columns [s0, s0 + 64) into a panel. */
 KERNEL static void pack_panel(float *dst, const keel_gemm_b *b, int js, int J, int s0, int S) {
   int w = S - s0 < NR ? S - s0 : NR;
-  if (b->w && b->w_rows) { /* typed weight, row j of w is row j of B */
-    bufs *t = my_bufs();
-    float *row = scratch(&t->row, &t->row_cap, (size_t)b->w->K);
+  if (b->w && b->w_rows) { /* typed weight, row j of w is row j of B: the panel's columns dequantised */
     for (int j = 0; j < J; j++) {
-      keel_cpu_wmat_row(row, b->w, js + j);
-      memcpy(dst + (long)j * NR, row + s0, (size_t)w * sizeof *dst);
+      keel_cpu_wmat_row(dst + (long)j * NR, b->w, js + j, s0, s0 + w);
       for (int c = w; c < NR; c++) dst[(long)j * NR + c] = 0;
     }
     return;
   }
-  if (b->w) { /* typed weight: row s of w is column s of B; 16 rows dequantised, then written across */
+  if (b->w) { /* typed weight: row s of w is column s of B; 16 rows dequantised, then 16 x 16 transposes */
     bufs *t = my_bufs();
-    long K = b->w->K;
-    float *rows = scratch(&t->row, &t->row_cap, (size_t)16 * K);
+    int j16 = J & ~15;
+    float *rows = scratch(&t->row, &t->row_cap, (size_t)16 * J); /* 16 rows of J: columns [js, js + J) */
     for (int c0 = 0; c0 < NR; c0 += 16) {
       int n = w - c0 < 16 ? (w - c0 > 0 ? w - c0 : 0) : 16;
-      for (int c = 0; c < n; c++) keel_cpu_wmat_row(rows + c * K, b->w, s0 + c0 + c);
-      for (int j = 0; j < J; j++) {
-        float *d = dst + (long)j * NR + c0;
-        for (int c = 0; c < n; c++) d[c] = rows[c * K + js + j];
-        for (int c = n; c < 16; c++) d[c] = 0;
-      }
+      for (int c = 0; c < n; c++) keel_cpu_wmat_row(rows + (long)c * J, b->w, s0 + c0 + c, js, js + J);
+      for (int c = n; c < 16; c++) memset(rows + (long)c * J, 0, (size_t)J * sizeof *rows);
+      for (int j0 = 0; j0 < j16; j0 += 16) transpose16(dst + (long)j0 * NR + c0, NR, rows + j0, J);
+      for (int j = j16; j < J; j++)
+        for (int c = 0; c < 16; c++) dst[(long)j * NR + c0 + c] = rows[(long)c * J + j];
     }
     return;
   }

@@ -25,8 +25,8 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
  * (slot 0 or 1; contents undefined): scratch for ops called every step, which would otherwise
  * map, fault in and unmap fresh pages each time. */
 float *keel_cpu_scratch(int slot, size_t n);
-/* dst (K) = row m of w as floats, vectorised. */
-void keel_cpu_wmat_row(float *dst, const keel_wmat *w, long m);
+/* dst (k1 - k0) = columns [k0, k1) of row m of w as floats, vectorised. */
+void keel_cpu_wmat_row(float *dst, const keel_wmat *w, long m, int k0, int k1);
 /* out (N, M) = x (N, K) deq(w)^T */
 void keel_cpu_matmul_w(float *out, const float *x, const keel_wmat *w, int N);
 /* out (N, K) = x (N, M) deq(w) */

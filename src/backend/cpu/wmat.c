@@ -167,17 +167,18 @@ ROWS_KERNEL(rows512_fp8, deq512_fp8, 1, KEEL_W_FP8, A512, hsum512)
 #define COLS_STORE(i, ...) memcpy(out + k0 + (i) * 16, &a##i, sizeof a##i);
 
 #define ROW_DEQ(NAME, DEQ, ESZ, ATTR)                                                           \
-  ATTR static void NAME(float *dst, const keel_wmat *w, long m) {                            \
+  ATTR static void NAME(float *dst, const keel_wmat *w, long m, int k0, int k1) {            \
     const uint8_t *wr = (const uint8_t *)w->data + m * w->K * (ESZ);                            \
-    int K16 = w->K & ~15;                                                                       \
-    for (int k = 0; k < K16; k += 16) {                                                         \
-      v16 v;                                                                                  \
-      DEQ(&v, wr + (long)k * (ESZ));                                                        \
-      if (w->type == KEEL_W_FP8) v *= keel_wmat_block_scale(w, m, k);                                 \
+    int k = k0;                                                                                 \
+    for (; k < k1 && (k & 15); k++) dst[k - k0] = keel_wmat_get(w, m, k);                       \
+    for (; k + 16 <= k1; k += 16) { /* 16 aligned columns share one fp8 block scale */          \
+      v16 v;                                                                                    \
+      DEQ(&v, wr + (long)k * (ESZ));                                                            \
+      if (w->type == KEEL_W_FP8) v *= keel_wmat_block_scale(w, m, k);                           \
       if (w->type == KEEL_W_INT8) v *= w->scale[m];                                             \
-      memcpy(dst + k, &v, sizeof v);                                                            \
+      memcpy(dst + k - k0, &v, sizeof v);                                                       \
     }                                                                                           \
-    for (int k = K16; k < w->K; k++) dst[k] = keel_wmat_get(w, m, k);                           \
+    for (; k < k1; k++) dst[k - k0] = keel_wmat_get(w, m, k);                                   \
   }
 
 ROW_DEQ(row_bf16, deq_bf16, 2, GENERIC)
@@ -210,13 +211,13 @@ static int has_avx512(void) {
   return has;
 }
 
-void keel_cpu_wmat_row(float *dst, const keel_wmat *w, long m) {
+void keel_cpu_wmat_row(float *dst, const keel_wmat *w, long m, int k0, int k1) {
   int v = has_avx512();
   switch (w->type) {
-    case KEEL_W_F32: memcpy(dst, (const float *)w->data + m * w->K, (size_t)w->K * sizeof *dst); break;
-    case KEEL_W_BF16: (v ? row512_bf16 : row_bf16)(dst, w, m); break;
-    case KEEL_W_INT8: (v ? row512_int8 : row_int8)(dst, w, m); break;
-    case KEEL_W_FP8: (v ? row512_fp8 : row_fp8)(dst, w, m); break;
+    case KEEL_W_F32: memcpy(dst, (const float *)w->data + m * w->K + k0, (size_t)(k1 - k0) * sizeof *dst); break;
+    case KEEL_W_BF16: (v ? row512_bf16 : row_bf16)(dst, w, m, k0, k1); break;
+    case KEEL_W_INT8: (v ? row512_int8 : row_int8)(dst, w, m, k0, k1); break;
+    case KEEL_W_FP8: (v ? row512_fp8 : row_fp8)(dst, w, m, k0, k1); break;
   }
 }
 
@@ -234,7 +235,7 @@ void keel_cpu_matmul_wt(float *out, const float *x, const keel_wmat *w, int N) {
   /* few rows: each weight row is dequantised once and added into every output row */
   float *row = keel_xmalloc((size_t)w->K * sizeof *row);
   for (int m = 0; m < w->M; m++) {
-    keel_cpu_wmat_row(row, w, m);
+    keel_cpu_wmat_row(row, w, m, 0, w->K);
     for (int n = 0; n < N; n++) {
       float a = x[(long)n * w->M + m], *o = out + (long)n * w->K;
 #pragma omp simd
