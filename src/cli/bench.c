@@ -85,6 +85,19 @@ static double decode_bytes(const keel_imodel *im) {
   return b;
 }
 
+/* The FLOPs a prefill of n tokens does: every active matrix but the embedding (a lookup) and the
+ * head (the last token's logits only) once per token, and the absorbed attention: each head's
+ * query against (kv rank + rope dim) latents, then a kv-rank-wide sum of them, over p + 1
+ * positions at position p. */
+static double prefill_flops(const keel_config *c, size_t active, int n) {
+  double vd = (double)c->vocab_size * c->hidden_size;
+  double mats = (double)active - (c->tie_word_embeddings ? 1 : 2) * vd;
+  double span = (double)n * (n + 1) / 2; /* positions attended, summed over the prompt */
+  double attn = (double)c->num_hidden_layers * c->num_attention_heads *
+                (2.0 * c->kv_lora_rank + c->qk_rope_head_dim) * 2 * span;
+  return 2 * mats * n + 2 * vd + attn;
+}
+
 /* Prefill and decode of a randomly initialised model of a config, for each weight type. */
 static keel_status bench_infer(const char *cfg_path, int prompt, int gen, double peak, double bw) {
   keel_config c;
@@ -115,7 +128,7 @@ static keel_status bench_infer(const char *cfg_path, int prompt, int gen, double
     t0 = keel_now();
     for (int i = 0; i < gen && !st; i++) st = keel_session_step(&s, tok[prompt + i]);
     double tg = keel_now() - t0, bytes = decode_bytes(&im);
-    double flops = 2.0 * (double)active * prompt; /* matrices; attention is small at this length */
+    double flops = prefill_flops(&c, active, prompt);
     printf("%-6s %9.0f %9.1f %9.0f%% %9.2f %10.0f %10.2f %6.0f%%\n", keel_wtype_name((keel_wtype)t),
            im.weight_bytes / 1e6, prompt / tp, 100 * flops / tp / peak, gen / tg, bytes / 1e6, bw / bytes,
            100 * (gen / tg) / (bw / bytes));
