@@ -85,16 +85,16 @@ static double decode_bytes(const keel_imodel *im) {
   return b;
 }
 
-/* The FLOPs a prefill of n tokens does: every active matrix but the embedding (a lookup) and the
- * head (the last token's logits only) once per token, and the absorbed attention: each head's
- * query against (kv rank + rope dim) latents, then a kv-rank-wide sum of them, over p + 1
- * positions at position p. */
+/* The FLOPs of a prefill of n tokens: every active matrix but the embedding (a lookup) and the
+ * head (the last token's logits only) once per token, and causal attention in MLA's naive form
+ * (the one a fresh prompt runs): scores dn + dr wide and values dv wide over the p + 1
+ * positions a token at position p sees. */
 static double prefill_flops(const keel_config *c, size_t active, int n) {
   double vd = (double)c->vocab_size * c->hidden_size;
   double mats = (double)active - (c->tie_word_embeddings ? 1 : 2) * vd;
   double span = (double)n * (n + 1) / 2; /* positions attended, summed over the prompt */
   double attn = (double)c->num_hidden_layers * c->num_attention_heads *
-                (2.0 * c->kv_lora_rank + c->qk_rope_head_dim) * 2 * span;
+                (keel_config_dq(c) + c->v_head_dim) * 2 * span;
   return 2 * mats * n + 2 * vd + attn;
 }
 

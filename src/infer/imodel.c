@@ -78,7 +78,7 @@ static void bind(keel_imodel *im) {
     y->wkv_a = W("%s.%d.self_attn.kv_a_proj_with_mqa.weight", p, l);
     y->kv_norm = W("%s.%d.self_attn.kv_a_layernorm.weight", p, l)->data;
     y->wo = W("%s.%d.self_attn.o_proj.weight", p, l);
-    const keel_wmat *kvb = W("%s.%d.self_attn.kv_b_proj.weight", p, l);
+    const keel_wmat *kvb = y->wkv_b = W("%s.%d.self_attn.kv_b_proj.weight", p, l);
     y->uk = own(im, keel_xmalloc((size_t)H * sizeof *y->uk));
     y->uv = own(im, keel_xmalloc((size_t)H * sizeof *y->uv));
     for (int h = 0; h < H; h++) { /* read in place, in the stored type */

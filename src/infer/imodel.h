@@ -12,6 +12,7 @@ typedef struct keel_ilayer {
   int moe;
   const float *ln1, *q_norm, *kv_norm, *ln2;
   const keel_wmat *wq_a, *wq_b, *wq, *wkv_a, *wo; /* wq_a/wq_b with q-LoRA, else wq */
+  const keel_wmat *wkv_b; /* kv_b_proj (H (dn + dv), rkv): each head's W_UK rows, then its W_UV rows */
   keel_wmat *uk, *uv; /* (H) views of kv_b_proj's rows per head: W_UK (dn, rkv), W_UV (dv, rkv) */
   const keel_wmat *w_gate, *w_up, *w_down;       /* dense */
   const keel_wmat *gate;                         /* router (E, d) */

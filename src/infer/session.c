@@ -37,6 +37,7 @@ keel_status keel_runner_init(keel_runner *r, const keel_imodel *m, int cap, int 
   r->q = fa(n * H * dq), r->kva = fa(n * (rkv + dr)), r->lat = fa(n * rkv), r->qabs = fa(n * H * rkv);
   r->qpe = fa(n * H * dr), r->olat = fa(n * H * rkv), r->o = fa(n * H * dv), r->g1 = fa(n * g), r->g2 = fa(n * g);
   r->hs1 = fa(n * H * imax(imax(rkv, dn), dv)), r->hs2 = fa(n * H * imax(imax(rkv, dn), dv));
+  r->kvb = fa(n * H * (dn + dv)), r->kpe = fa(n * dr), r->att = fa((size_t)H * n * n);
   r->ln2 = fa(n * d), r->fg = fa(n * I), r->fu = fa(n * I), r->fh = fa(n * I), r->out = fa(n * d);
   r->rl = fa(n * E), r->rs = fa(n * E), r->gw = fa(nk), r->ein = fa(nk * d), r->eo = fa(nk * d);
   r->eg = fa(nk * Ie), r->eu = fa(nk * Ie), r->eh = fa(nk * Ie);
@@ -49,7 +50,7 @@ keel_status keel_runner_init(keel_runner *r, const keel_imodel *m, int cap, int 
 void keel_runner_free(keel_runner *r) {
   float **f[] = {&r->rope_cos, &r->rope_sin, &r->x, &r->a, &r->rstd, &r->qa, &r->qn, &r->q, &r->kva, &r->lat, &r->qabs,
                  &r->qpe, &r->olat, &r->o, &r->g1, &r->g2, &r->hs1, &r->hs2, &r->ln2, &r->fg, &r->fu, &r->fh, &r->rl, &r->rs,
-                 &r->gw, &r->ein, &r->eg, &r->eu, &r->eh, &r->eo, &r->out, &r->logits};
+                 &r->gw, &r->ein, &r->eg, &r->eu, &r->eh, &r->eo, &r->out, &r->logits, &r->kvb, &r->kpe, &r->att};
   for (size_t i = 0; i < sizeof f / sizeof *f; i++) free(*f[i]);
   free(r->sel), free(r->slot), free(r->offs);
   memset(r, 0, sizeof *r);
@@ -148,6 +149,54 @@ static void attend_run(keel_runner *r, int l, int i0, int g, const keel_kvcache 
   }
 }
 
+/* Attention of layer l in MLA's absorbed form (decoding, and prompts that continue a sequence):
+ * W_UK absorbed into each head's query, attention over the latent cache, W_UV applied to the
+ * result: heads in parallel, each with its own scratch. Reads r->q and the caches (this
+ * forward's rows already written); writes r->o. */
+static void absorbed(keel_runner *r, int l, int n, keel_kvcache *const *cache, const int *pos) {
+  const keel_imodel *m = r->m;
+  const keel_config *c = &m->c;
+  const keel_backend *be = m->be;
+  const keel_ilayer *y = &m->layers[l];
+  int H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim,
+      dq = dn + dr, rkv = c->kv_lora_rank;
+  size_t hs = (size_t)n * imax(imax(rkv, dn), dv);
+#pragma omp parallel for schedule(static)
+  for (int h = 0; h < H; h++) {
+    float *g1 = r->hs1 + h * hs, *g2 = r->hs2 + h * hs;
+    for (int i = 0; i < n; i++) {
+      memcpy(g1 + (size_t)i * dn, r->q + (size_t)i * H * dq + (size_t)h * dq, (size_t)dn * 4);
+      memcpy(r->qpe + ((size_t)i * H + h) * dr, r->q + (size_t)i * H * dq + (size_t)h * dq + dn, (size_t)dr * 4);
+    }
+    be->matmul_wt(g2, g1, &y->uk[h], n); /* (n, rkv) = q_nope (n, dn) W_UK (dn, rkv) */
+    for (int i = 0; i < n; i++)
+      memcpy(r->qabs + ((size_t)i * H + h) * rkv, g2 + (size_t)i * rkv, (size_t)rkv * 4);
+  }
+  for (int i = 0; i < n;) { /* runs of one sequence's consecutive positions go through GEMMs */
+    int g = 1;
+    while (i + g < n && cache[i + g] == cache[i] && pos[i + g] == pos[i] + g) g++;
+    keel_kvcache *kc = cache[i];
+    if (g >= 8) {
+      attend_run(r, l, i, g, kc, pos[i]);
+    } else {
+      for (int k = i; k < i + g; k++)
+        be->attention_latent(r->olat + (size_t)k * H * rkv, r->qabs + (size_t)k * H * rkv, r->qpe + (size_t)k * H * dr,
+                             kc->ckv + (size_t)l * kc->max_len * rkv, kc->kpe + (size_t)l * kc->max_len * dr,
+                             pos[k] + 1, H, rkv, dr, m->softmax_scale);
+    }
+    i += g;
+  }
+#pragma omp parallel for schedule(static)
+  for (int h = 0; h < H; h++) {
+    float *g1 = r->hs1 + h * hs, *g2 = r->hs2 + h * hs;
+    for (int i = 0; i < n; i++)
+      memcpy(g1 + (size_t)i * rkv, r->olat + ((size_t)i * H + h) * rkv, (size_t)rkv * 4);
+    be->matmul_w(g2, g1, &y->uv[h], n); /* (n, dv) = o_lat (n, rkv) W_UV^T */
+    for (int i = 0; i < n; i++)
+      memcpy(r->o + (size_t)i * H * dv + (size_t)h * dv, g2 + (size_t)i * dv, (size_t)dv * 4);
+  }
+}
+
 keel_status keel_runner_forward(keel_runner *r, int n, const int32_t *tok, keel_kvcache *const *cache,
                                 const int *pos, const unsigned char *want) {
   const keel_imodel *m = r->m;
@@ -163,6 +212,10 @@ keel_status keel_runner_forward(keel_runner *r, int n, const int32_t *tok, keel_
   int L = c->num_hidden_layers, d = c->hidden_size, H = c->num_attention_heads, dn = c->qk_nope_head_dim,
       dr = c->qk_rope_head_dim, dv = c->v_head_dim, dq = dn + dr, rq = c->q_lora_rank, rkv = c->kv_lora_rank;
   float eps = c->rms_norm_eps, *rstd = r->rstd;
+  /* one sequence from position 0: queries are as many as keys, and the naive form's scores
+   * (dn + dr wide) and values (dv) cost less than the absorbed form's (rkv + dr, rkv) */
+  int fresh = n >= 8 && pos[0] == 0;
+  for (int i = 1; i < n && fresh; i++) fresh = cache[i] == cache[0] && pos[i] == i;
   for (int i = 0; i < n; i++) keel_wmat_row(r->x + (size_t)i * d, m->embed, tok[i], 0, d);
   for (int l = 0; l < L; l++) {
     const keel_ilayer *y = &m->layers[l];
@@ -184,41 +237,12 @@ keel_status keel_runner_forward(keel_runner *r, int n, const int32_t *tok, keel_
       memcpy(kc->ckv + ((size_t)l * kc->max_len + pos[i]) * rkv, r->lat + (size_t)i * rkv, (size_t)rkv * 4);
       memcpy(kc->kpe + ((size_t)l * kc->max_len + pos[i]) * dr, r->kva + (size_t)i * (rkv + dr) + rkv, (size_t)dr * 4);
     }
-    /* absorb W_UK into each head's query, attend, absorb W_UV: heads in parallel, each with its own scratch */
-    size_t hs = (size_t)n * imax(imax(rkv, dn), dv);
-#pragma omp parallel for schedule(static)
-    for (int h = 0; h < H; h++) {
-      float *g1 = r->hs1 + h * hs, *g2 = r->hs2 + h * hs;
-      for (int i = 0; i < n; i++) {
-        memcpy(g1 + (size_t)i * dn, r->q + (size_t)i * H * dq + (size_t)h * dq, (size_t)dn * 4);
-        memcpy(r->qpe + ((size_t)i * H + h) * dr, r->q + (size_t)i * H * dq + (size_t)h * dq + dn, (size_t)dr * 4);
-      }
-      be->matmul_wt(g2, g1, &y->uk[h], n); /* (n, rkv) = q_nope (n, dn) W_UK (dn, rkv) */
-      for (int i = 0; i < n; i++)
-        memcpy(r->qabs + ((size_t)i * H + h) * rkv, g2 + (size_t)i * rkv, (size_t)rkv * 4);
-    }
-    for (int i = 0; i < n;) { /* runs of one sequence's consecutive positions go through GEMMs */
-      int g = 1;
-      while (i + g < n && cache[i + g] == cache[i] && pos[i + g] == pos[i] + g) g++;
-      keel_kvcache *kc = cache[i];
-      if (g >= 8) {
-        attend_run(r, l, i, g, kc, pos[i]);
-      } else {
-        for (int k = i; k < i + g; k++)
-          be->attention_latent(r->olat + (size_t)k * H * rkv, r->qabs + (size_t)k * H * rkv, r->qpe + (size_t)k * H * dr,
-                               kc->ckv + (size_t)l * kc->max_len * rkv, kc->kpe + (size_t)l * kc->max_len * dr,
-                               pos[k] + 1, H, rkv, dr, m->softmax_scale);
-      }
-      i += g;
-    }
-#pragma omp parallel for schedule(static)
-    for (int h = 0; h < H; h++) {
-      float *g1 = r->hs1 + h * hs, *g2 = r->hs2 + h * hs;
-      for (int i = 0; i < n; i++)
-        memcpy(g1 + (size_t)i * rkv, r->olat + ((size_t)i * H + h) * rkv, (size_t)rkv * 4);
-      be->matmul_w(g2, g1, &y->uv[h], n); /* (n, dv) = o_lat (n, rkv) W_UV^T */
-      for (int i = 0; i < n; i++)
-        memcpy(r->o + (size_t)i * H * dv + (size_t)h * dv, g2 + (size_t)i * dv, (size_t)dv * 4);
+    if (fresh) { /* a new sequence's prompt: the naive form, as in training */
+      be->matmul_w(r->kvb, r->lat, y->wkv_b, n); /* (n, H (dn + dv)): each head's k_nope, then its v */
+      for (int i = 0; i < n; i++) memcpy(r->kpe + (size_t)i * dr, r->kva + (size_t)i * (rkv + dr) + rkv, (size_t)dr * 4);
+      be->attention(r->o, r->att, r->q, r->kvb, r->kpe, 1, n, H, dn, dr, dv, m->softmax_scale);
+    } else {
+      absorbed(r, l, n, cache, pos);
     }
     be->matmul_w(r->g2, r->o, y->wo, n);
     add_rows(r->x, r->g2, (size_t)n * d);

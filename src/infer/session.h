@@ -25,6 +25,7 @@ typedef struct keel_runner {
   int cap, max_pos;   /* rows per forward, positions the RoPE tables cover */
   float *rope_cos, *rope_sin;
   float *x, *a, *rstd, *qa, *qn, *q, *kva, *lat, *qabs, *qpe, *olat, *o, *g1, *g2, *hs1, *hs2; /* attention scratch */
+  float *kvb, *kpe, *att; /* a fresh prompt's keys and values, rotated keys, probabilities (H, cap, cap) */
   float *ln2, *fg, *fu, *fh, *rl, *rs, *gw, *ein, *eg, *eu, *eh, *eo, *out;  /* feed-forward scratch */
   int *sel, *slot, *offs;
   float *logits;      /* (cap, V): rows asked for, in order */
