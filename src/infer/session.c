@@ -239,7 +239,8 @@ keel_status keel_runner_forward(keel_runner *r, int n, const int32_t *tok, keel_
     }
     if (fresh) { /* a new sequence's prompt: the naive form, as in training */
       be->matmul_w(r->kvb, r->lat, y->wkv_b, n); /* (n, H (dn + dv)): each head's k_nope, then its v */
-      for (int i = 0; i < n; i++) memcpy(r->kpe + (size_t)i * dr, r->kva + (size_t)i * (rkv + dr) + rkv, (size_t)dr * 4);
+      for (int i = 0; i < n; i++)
+        memcpy(r->kpe + (size_t)i * dr, r->kva + (size_t)i * (rkv + dr) + rkv, (size_t)dr * 4);
       be->attention(r->o, r->att, r->q, r->kvb, r->kpe, 1, n, H, dn, dr, dv, m->softmax_scale);
     } else {
       absorbed(r, l, n, cache, pos);

@@ -256,7 +256,8 @@ KERNEL static void tile_packed(float *c, long ldc, const float *ap, const float 
 static inline __attribute__((always_inline)) void half_body(float *c, long ldc, const float *a_lo, const float *a_hi,
                                                             long a_rs, long a_cs, const float *bp, int rows, int J,
                                                             int cols, int acc) {
-  for (int r = 0; r < rows; r++) __builtin_prefetch(c + (long)r * ldc, 1), __builtin_prefetch(c + (long)r * ldc + 16, 1);
+  for (int r = 0; r < rows; r++)
+    __builtin_prefetch(c + (long)r * ldc, 1), __builtin_prefetch(c + (long)r * ldc + 16, 1);
   const float *p[12];
   for (int r = 0; r < 12; r++) {
     int q = r < rows ? r : rows - 1;
