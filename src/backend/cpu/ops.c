@@ -234,6 +234,18 @@ static void attention(float *out, float *att, const float *q, const float *kv, c
     }
 }
 
+/* d = scale a (d - a.d) over n entries: a softmax row's gradient from its probabilities a, the
+ * dot in 16 lanes. */
+KERNEL static void softmax_grad_row(float *d, const float *a, int n, float scale) {
+  v16 acc = {0};
+  int j = 0;
+  for (; j + 16 <= n; j += 16) acc += ld(a + j) * ld(d + j);
+  float dot = hsum(&acc);
+  for (; j < n; j++) dot += a[j] * d[j];
+#pragma omp simd
+  for (int k = 0; k < n; k++) d[k] = a[k] * (d[k] - dot) * scale;
+}
+
 static void attention_backward(float *dq, float *dkv, float *dkpe, const float *dout, const float *att, const float *q,
                                const float *kv, const float *kpe, int B, int T, int H, int dn, int dr, int dv,
                                float scale) {
@@ -256,11 +268,8 @@ static void attention_backward(float *dq, float *dkv, float *dkpe, const float *
         keel_cpu_gemm(dS + (long)r0 * T, T, go + (long)r0 * H * dv, (long)H * dv, 1, &bvt, r1 - r0, dv, r1, 0);
       }
       for (int t = 0; t < T; t++) {
-        const float *a = P + (long)t * T;
-        float *d = dS + (long)t * T, s_dot = 0;
-        for (int j = 0; j <= t; j++) s_dot += a[j] * d[j];
-        for (int j = 0; j <= t; j++) d[j] = a[j] * (d[j] - s_dot) * scale;
-        for (int j = t + 1; j < T; j++) d[j] = 0;
+        softmax_grad_row(dS + (long)t * T, P + (long)t * T, t + 1, scale);
+        memset(dS + (long)t * T + t + 1, 0, (size_t)(T - t - 1) * sizeof *dS);
       }
       keel_gemm_b bk = keel_gemm_f32(kvb, (long)H * dkv_, 1), bp = keel_gemm_f32(pe, dr, 1);
       for (int r0 = 0; r0 < T; r0 += BT) { /* query rows [r0, r1): keys [0, r1) */
