@@ -186,6 +186,22 @@ static void pack_a(float *ap, const float *a, long a_rs, long a_cs, int R, int j
   }
 }
 
+/* Row r of a register tile, its n accumulators x0.. (16 columns each, the first `cols` of them
+ * kept), into C: added with acc, else written. Used by the tiles below, whose accumulators
+ * stay in registers (named, never addressed in the loop). */
+#define STORE_ROW(r, n, ...)                                                            \
+  if (rows > r) {                                                                       \
+    float *cr = c + (long)(r) * ldc;                                                    \
+    v16 t[n] = {__VA_ARGS__};                                                           \
+    if (cols == 16 * (n) && acc) {                                                      \
+      for (int k = 0; k < (n); k++) *(v16 *)(cr + 16 * k) += t[k];                      \
+    } else if (cols == 16 * (n)) {                                                      \
+      for (int k = 0; k < (n); k++) *(v16 *)(cr + 16 * k) = t[k];                       \
+    } else {                                                                            \
+      for (int k = 0; k < cols; k++) cr[k] = (acc ? cr[k] : 0.0f) + t[k / 16][k % 16];  \
+    }                                                                                   \
+  }
+
 /* C (rows x cols) += A (rows x J) B (J x NR, a panel chunk), or = with acc 0,
  * A(r, j) = a[r*a_rs + j*a_cs] with the strides constant in each caller: rows in place
  * (a_cs 1) or a packed micro-panel (a_rs 1). Rows past `rows` repeat the
@@ -218,26 +234,12 @@ static inline __attribute__((always_inline)) void tile_body(float *c, long ldc, 
     s = a4[o], c40 += s * b0, c41 += s * b1, c42 += s * b2, c43 += s * b3;
     s = a5[o], c50 += s * b0, c51 += s * b1, c52 += s * b2, c53 += s * b3;
   }
-  /* accumulators stay in registers: no address is taken, each row is stored by name */
-#define STORE_ROW(r, x0, x1, x2, x3)                                                  \
-  if (rows > r) {                                                                     \
-    float *cr = c + (long)(r) * ldc;                                                  \
-    if (cols == NR && acc) {                                                          \
-      *(v16 *)cr += x0, *(v16 *)(cr + 16) += x1, *(v16 *)(cr + 32) += x2, *(v16 *)(cr + 48) += x3; \
-    } else if (cols == NR) {                                                          \
-      *(v16 *)cr = x0, *(v16 *)(cr + 16) = x1, *(v16 *)(cr + 32) = x2, *(v16 *)(cr + 48) = x3;     \
-    } else {                                                                          \
-      v16 t[4] = {x0, x1, x2, x3};                                                    \
-      for (int k = 0; k < cols; k++) cr[k] = (acc ? cr[k] : 0.0f) + t[k / 16][k % 16]; \
-    }                                                                                 \
-  }
-  STORE_ROW(0, c00, c01, c02, c03)
-  STORE_ROW(1, c10, c11, c12, c13)
-  STORE_ROW(2, c20, c21, c22, c23)
-  STORE_ROW(3, c30, c31, c32, c33)
-  STORE_ROW(4, c40, c41, c42, c43)
-  STORE_ROW(5, c50, c51, c52, c53)
-#undef STORE_ROW
+  STORE_ROW(0, 4, c00, c01, c02, c03)
+  STORE_ROW(1, 4, c10, c11, c12, c13)
+  STORE_ROW(2, 4, c20, c21, c22, c23)
+  STORE_ROW(3, 4, c30, c31, c32, c33)
+  STORE_ROW(4, 4, c40, c41, c42, c43)
+  STORE_ROW(5, 4, c50, c51, c52, c53)
 }
 
 KERNEL static void tile_rows(float *c, long ldc, const float *a, long a_rs, const float *bp, int rows, int J, int cols,
@@ -287,32 +289,20 @@ static inline __attribute__((always_inline)) void half_body(float *c, long ldc, 
     s = a10[o], ca0 += s * b0, ca1 += s * b1;
     s = a11[o], cb0 += s * b0, cb1 += s * b1;
   }
-#define STORE_HALF(r, x0, x1)                                                                 \
-  if (rows > r) {                                                                             \
-    float *cr = c + (long)(r) * ldc;                                                          \
-    if (cols == 32 && acc) {                                                                  \
-      *(v16 *)cr += x0, *(v16 *)(cr + 16) += x1;                                              \
-    } else if (cols == 32) {                                                                  \
-      *(v16 *)cr = x0, *(v16 *)(cr + 16) = x1;                                                \
-    } else {                                                                                  \
-      v16 t[2] = {x0, x1};                                                                    \
-      for (int k = 0; k < cols; k++) cr[k] = (acc ? cr[k] : 0.0f) + t[k / 16][k % 16];        \
-    }                                                                                         \
-  }
-  STORE_HALF(0, c00, c01)
-  STORE_HALF(1, c10, c11)
-  STORE_HALF(2, c20, c21)
-  STORE_HALF(3, c30, c31)
-  STORE_HALF(4, c40, c41)
-  STORE_HALF(5, c50, c51)
-  STORE_HALF(6, c60, c61)
-  STORE_HALF(7, c70, c71)
-  STORE_HALF(8, c80, c81)
-  STORE_HALF(9, c90, c91)
-  STORE_HALF(10, ca0, ca1)
-  STORE_HALF(11, cb0, cb1)
-#undef STORE_HALF
+  STORE_ROW(0, 2, c00, c01)
+  STORE_ROW(1, 2, c10, c11)
+  STORE_ROW(2, 2, c20, c21)
+  STORE_ROW(3, 2, c30, c31)
+  STORE_ROW(4, 2, c40, c41)
+  STORE_ROW(5, 2, c50, c51)
+  STORE_ROW(6, 2, c60, c61)
+  STORE_ROW(7, 2, c70, c71)
+  STORE_ROW(8, 2, c80, c81)
+  STORE_ROW(9, 2, c90, c91)
+  STORE_ROW(10, 2, ca0, ca1)
+  STORE_ROW(11, 2, cb0, cb1)
 }
+#undef STORE_ROW
 
 KERNEL static void half_rows(float *c, long ldc, const float *a, long a_rs, const float *bp, int rows, int J, int cols,
                              int acc) {
