@@ -40,7 +40,7 @@ static int omp_get_thread_num(void) { return 0; }
 #include "gemm.h"
 #include "simd.h"
 
-#define NR 64      /* columns of a panel */
+#define NR KEEL_GEMM_NR /* columns of a panel (64) */
 #define MR 6       /* rows of a register tile */
 #define KC 192     /* rows of a panel chunk */
 #define MC 48      /* rows of A per block */
@@ -314,6 +314,10 @@ KERNEL static void half_packed(float *c, long ldc, const float *ap, const float 
   half_body(c, ldc, ap, ap_next, 1, MR, bp, rows, J, cols, acc);
 }
 
+void keel_cpu_gemm_pack(float *dst, long ps, const keel_gemm_b *b, int J, int S) {
+  for (int p = 0; p < (S + NR - 1) / NR; p++) pack_panel(dst + (long)p * ps, b, 0, J, p * NR, S);
+}
+
 void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, const keel_gemm_b *b, int R, int J,
                    int S, int acc) {
   int np = (S + NR - 1) / NR, nb = (R + MR - 1) / MR;
@@ -335,7 +339,8 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
      * most `most`, the panels of one chunk each that fit) in super-chunks of jc rows */
     long budget = L2B / (long)sizeof(float), most = budget / ((long)KC * NR);
     int jc = J, gp = (int)(budget / ((long)(J > 0 ? J : 1) * NR));
-    if (gp < 1) {
+    if (b->packed) gp = p_hi - p_lo > 0 ? p_hi - p_lo : 1; /* nothing to pack: one group */
+    else if (gp < 1) {
       gp = p_hi - p_lo < most ? p_hi - p_lo : (int)most;
       if (gp < 1) gp = 1;
       jc = (int)(budget / ((long)gp * NR) / KC * KC);
@@ -344,15 +349,22 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
       int g1 = g0 + gp < p_hi ? g0 + gp : p_hi;
       for (int js = 0; js < J; js += jc) {
         int jn = J - js < jc ? J - js : jc;
-        float *bp = scratch(&t->b, &t->b_cap, (size_t)(g1 - g0) * jn * NR);
-        for (int p = g0; p < g1; p++) pack_panel(bp + (long)(p - g0) * jn * NR, b, js, jn, p * NR, S);
+        const float *bp; /* the group's panels, ps floats apart */
+        long ps;
+        if (b->packed) {
+          bp = b->packed + (long)g0 * b->ps, ps = b->ps;
+        } else {
+          float *mine = scratch(&t->b, &t->b_cap, (size_t)(g1 - g0) * jn * NR);
+          for (int p = g0; p < g1; p++) pack_panel(mine + (long)(p - g0) * jn * NR, b, js, jn, p * NR, S);
+          bp = mine, ps = (long)jn * NR;
+        }
         for (int i0 = 0; i0 < R; i0 += MC) {
           int i1 = R - i0 < MC ? R : i0 + MC;
           for (int p = g0; p < g1; p++) {
             int cols = S - p * NR < NR ? S - p * NR : NR;
             for (int j0 = js; j0 < js + jn; j0 += KC) {
               int kc = J - j0 < KC ? J - j0 : KC;
-              const float *bc = bp + (long)(p - g0) * jn * NR + (long)(j0 - js) * NR;
+              const float *bc = bp + (long)(p - g0) * ps + (long)(j0 - js) * NR;
               if (cols <= 32) { /* a narrow last panel: 12-row tiles */
                 for (int r0 = i0; r0 < i1; r0 += 2 * MR) {
                   float *ct = c + (long)r0 * ldc + (long)p * NR;

@@ -7,15 +7,34 @@
 
 /* B of a GEMM: B(j, s) = b[j*rs + s*cs], or, when w is set, the weight
  * transposed, B(j, s) = deq(w)(s, j), or with w_rows the weight itself,
- * B(j, s) = deq(w)(j, s). */
+ * B(j, s) = deq(w)(j, s); or, when packed is set, B already packed by
+ * keel_cpu_gemm_pack (panel p at packed + p*ps). */
 typedef struct keel_gemm_b {
   const float *b;
   long rs, cs;
   const keel_wmat *w;
   int w_rows;
+  const float *packed;
+  long ps;
 } keel_gemm_b;
 
-static inline keel_gemm_b keel_gemm_f32(const float *b, long rs, long cs) { return (keel_gemm_b){b, rs, cs, NULL, 0}; }
+static inline keel_gemm_b keel_gemm_f32(const float *b, long rs, long cs) {
+  return (keel_gemm_b){.b = b, .rs = rs, .cs = cs};
+}
+static inline keel_gemm_b keel_gemm_wmat(const keel_wmat *w, int w_rows) {
+  return (keel_gemm_b){.w = w, .w_rows = w_rows};
+}
+
+/* Columns of a packed panel. */
+#define KEEL_GEMM_NR 64
+/* Floats that keel_cpu_gemm_pack writes for S columns with panels ps floats apart. */
+static inline size_t keel_gemm_packed_size(int S, long ps) { return (size_t)((S + KEEL_GEMM_NR - 1) / KEEL_GEMM_NR) * ps; }
+
+/* Packs rows [0, J) of B's columns [0, S) once, for GEMMs that share them: panel p (columns
+ * [64p, 64p + 64), zero past S) at dst + p*ps, its row j at + j*64 (ps >= J*64). A GEMM may
+ * then read rows [j0, j0 + J') of it as keel_gemm_packed(dst + j0*64, ps), J' <= J - j0. */
+void keel_cpu_gemm_pack(float *dst, long ps, const keel_gemm_b *b, int J, int S);
+static inline keel_gemm_b keel_gemm_packed(const float *p, long ps) { return (keel_gemm_b){.packed = p, .ps = ps}; }
 
 /* C (R x S, row stride ldc) += A (R x J) B (J x S) with A(r, j) = a[r*a_rs + j*a_cs]; with acc
  * 0, C = A B (C is not read). */

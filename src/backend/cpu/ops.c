@@ -195,40 +195,45 @@ KERNEL static void axpy(float *y, float a, const float *x, int n) {
  * (at T 256, 62% of the full products). */
 #define BT 64
 
-/* Scores S (T x T) of one (sequence, head): q_nope k_nope^T + q_pe k_pe^T, then the causal
- * softmax of scale * S in place (masked entries 0). */
-static void scores_softmax(float *S, const float *q, const float *kv, const float *kpe, int T, int H, int dn, int dr,
-                           int dv, float scale) {
-  int dq = dn + dr, dkv = dn + dv;
-  keel_gemm_b bk = keel_gemm_f32(kv, 1, (long)H * dkv), bp = keel_gemm_f32(kpe, 1, dr);
-  for (int r0 = 0; r0 < T; r0 += BT) {
-    int r1 = T - r0 < BT ? T : r0 + BT;
-    keel_cpu_gemm(S + (long)r0 * T, T, q + (long)r0 * H * dq, (long)H * dq, 1, &bk, r1 - r0, dn, r1, 0);
-    keel_cpu_gemm(S + (long)r0 * T, T, q + (long)r0 * H * dq + dn, (long)H * dq, 1, &bp, r1 - r0, dr, r1, 1);
-  }
+/* One (sequence, head)'s keys [k_nope | k_pe] (T x dq) into kc, contiguous, so that the
+ * scores and dq take one GEMM over dq where two (dn, then dr) would each pack and store. */
+static void keys_cat(float *kc, const float *kv, const float *kpe, int T, int H, int dn, int dr, int dv) {
   for (int t = 0; t < T; t++) {
-    float *a = S + (long)t * T;
-    scale_row(a, t + 1, scale);
-    scale_row(a, t + 1, (float)(1 / exp_sum(a, t + 1, row_max(a, t + 1))));
-    memset(a + t + 1, 0, (size_t)(T - t - 1) * sizeof *a);
+    memcpy(kc + (long)t * (dn + dr), kv + (long)t * H * (dn + dv), (size_t)dn * sizeof *kc);
+    memcpy(kc + (long)t * (dn + dr) + dn, kpe + (long)t * dr, (size_t)dr * sizeof *kc);
   }
 }
 
-/* MLA attention (naive form) on the packed GEMM: per (sequence, head), in parallel, the scores,
- * the softmax and P V; each pair's GEMMs run on one thread, so sums keep their order. */
+/* MLA attention (naive form) on the packed GEMM: per (sequence, head), in parallel, the scores
+ * S = [q_nope | q_pe] [k_nope | k_pe]^T, their causal softmax in place (masked entries 0) and
+ * P V; each pair's GEMMs run on one thread, so sums keep their order. K^T and V are packed
+ * once per pair and every row block reads the prefix of them it needs. */
 static void attention(float *out, float *att, const float *q, const float *kv, const float *kpe, int B, int T, int H,
                       int dn, int dr, int dv, float scale) {
   int dq = dn + dr, dkv = dn + dv;
+  long kps = (long)dq * KEEL_GEMM_NR, vps = (long)T * KEEL_GEMM_NR; /* panel strides */
+  size_t kn = keel_gemm_packed_size(T, kps), vn = keel_gemm_packed_size(dv, vps);
 #pragma omp parallel for collapse(2) schedule(static)
   for (int b = 0; b < B; b++)
     for (int h = 0; h < H; h++) {
+      float *kc = keel_cpu_scratch(1, (size_t)T * dq + kn + vn), *kt = kc + (size_t)T * dq, *vp = kt + kn;
       float *P = att + ((long)b * H + h) * T * T;
       const float *qb = q + ((long)b * T * H + h) * dq, *kvb = kv + ((long)b * T * H + h) * dkv;
-      scores_softmax(P, qb, kvb, kpe + (long)b * T * dr, T, H, dn, dr, dv, scale);
+      keys_cat(kc, kvb, kpe + (long)b * T * dr, T, H, dn, dr, dv);
+      keel_gemm_b bk = keel_gemm_f32(kc, 1, dq), bv = keel_gemm_f32(kvb + dn, (long)H * dkv, 1);
+      keel_cpu_gemm_pack(kt, kps, &bk, dq, T);
+      keel_cpu_gemm_pack(vp, vps, &bv, T, dv);
+      bk = keel_gemm_packed(kt, kps), bv = keel_gemm_packed(vp, vps);
       float *o = out + ((long)b * T * H + h) * dv;
-      keel_gemm_b bv = keel_gemm_f32(kvb + dn, (long)H * dkv, 1);
-      for (int r0 = 0; r0 < T; r0 += BT) { /* O rows [r0, r1) = P (rows [r0, r1), keys [0, r1)) V */
+      for (int r0 = 0; r0 < T; r0 += BT) { /* rows [r0, r1): keys [0, r1) */
         int r1 = T - r0 < BT ? T : r0 + BT;
+        keel_cpu_gemm(P + (long)r0 * T, T, qb + (long)r0 * H * dq, (long)H * dq, 1, &bk, r1 - r0, dq, r1, 0);
+        for (int t = r0; t < r1; t++) {
+          float *a = P + (long)t * T;
+          scale_row(a, t + 1, scale);
+          scale_row(a, t + 1, (float)(1 / exp_sum(a, t + 1, row_max(a, t + 1))));
+          memset(a + t + 1, 0, (size_t)(T - t - 1) * sizeof *a);
+        }
         keel_cpu_gemm(o + (long)r0 * H * dv, (long)H * dv, P + (long)r0 * T, T, 1, &bv, r1 - r0, r1, dv, 0);
       }
     }
@@ -250,45 +255,50 @@ static void attention_backward(float *dq, float *dkv, float *dkpe, const float *
                                const float *kv, const float *kpe, int B, int T, int H, int dn, int dr, int dv,
                                float scale) {
   int dq_ = dn + dr, dkv_ = dn + dv;
+  long NR = KEEL_GEMM_NR, vps = (long)dv * NR, tps = (long)T * NR; /* panel strides: V^T's, and T rows' */
+  size_t vn = keel_gemm_packed_size(T, vps), kn = keel_gemm_packed_size(dq_, tps), on = keel_gemm_packed_size(dv, tps);
   /* per (b, h): dq and this head's k/v gradients are private; the shared kpe gradient
    * goes to a per-head buffer summed in head order after, so the result is thread-independent */
-  float *dpe = keel_cpu_scratch(0, (size_t)B * H * T * dr); /* each head's part written by its GEMM */
+  float *dpe = keel_cpu_scratch(0, (size_t)B * H * T * dr); /* each head's part written below */
 #pragma omp parallel for collapse(2) schedule(static)
   for (int b = 0; b < B; b++)
     for (int h = 0; h < H; h++) {
-      float *dS = keel_cpu_scratch(1, (size_t)T * T);
+      /* this thread's dS, [k | k_pe] and its gradient (T x dq each), and the packed V^T, K, Q, dO */
+      float *dS = keel_cpu_scratch(1, (size_t)T * T + 2 * (size_t)T * dq_ + vn + 2 * kn + on);
+      float *kc = dS + (size_t)T * T, *dkc = kc + (size_t)T * dq_, *vt = dkc + (size_t)T * dq_, *kp = vt + vn,
+            *qp = kp + kn, *op = qp + kn;
       const float *P = att + ((long)b * H + h) * T * T;
       long row0 = (long)b * T * H + h;
       const float *go = dout + row0 * dv, *qb = q + row0 * dq_, *kvb = kv + row0 * dkv_, *pe = kpe + (long)b * T * dr;
       float *dqb = dq + row0 * dq_, *dkvb = dkv + row0 * dkv_, *dph = dpe + ((long)b * H + h) * T * dr;
-      /* dP = dO V^T, then dS = P (dP - rowsum(P dP)) scale */
-      keel_gemm_b bvt = keel_gemm_f32(kvb + dn, 1, (long)H * dkv_);
-      for (int r0 = 0; r0 < T; r0 += BT) {
-        int r1 = T - r0 < BT ? T : r0 + BT;
-        keel_cpu_gemm(dS + (long)r0 * T, T, go + (long)r0 * H * dv, (long)H * dv, 1, &bvt, r1 - r0, dv, r1, 0);
-      }
-      for (int t = 0; t < T; t++) {
-        softmax_grad_row(dS + (long)t * T, P + (long)t * T, t + 1, scale);
-        memset(dS + (long)t * T + t + 1, 0, (size_t)(T - t - 1) * sizeof *dS);
-      }
-      keel_gemm_b bk = keel_gemm_f32(kvb, (long)H * dkv_, 1), bp = keel_gemm_f32(pe, dr, 1);
+      keys_cat(kc, kvb, pe, T, H, dn, dr, dv);
+      keel_gemm_b bvt = keel_gemm_f32(kvb + dn, 1, (long)H * dkv_), bk = keel_gemm_f32(kc, dq_, 1),
+                  bq = keel_gemm_f32(qb, (long)H * dq_, 1), bo = keel_gemm_f32(go, (long)H * dv, 1);
+      keel_cpu_gemm_pack(vt, vps, &bvt, dv, T);
+      keel_cpu_gemm_pack(kp, tps, &bk, T, dq_);
+      keel_cpu_gemm_pack(qp, tps, &bq, T, dq_);
+      keel_cpu_gemm_pack(op, tps, &bo, T, dv);
+      bvt = keel_gemm_packed(vt, vps), bk = keel_gemm_packed(kp, tps);
       for (int r0 = 0; r0 < T; r0 += BT) { /* query rows [r0, r1): keys [0, r1) */
         int r1 = T - r0 < BT ? T : r0 + BT;
-        const float *ds = dS + (long)r0 * T;
-        float *dqr = dqb + (long)r0 * H * dq_;
-        keel_cpu_gemm(dqr, (long)H * dq_, ds, T, 1, &bk, r1 - r0, r1, dn, 1);      /* dq_nope += dS k_nope */
-        keel_cpu_gemm(dqr + dn, (long)H * dq_, ds, T, 1, &bp, r1 - r0, r1, dr, 1); /* dq_pe += dS k_pe */
+        /* dP = dO V^T, then dS = P (dP - rowsum(P dP)) scale, then dq += dS [k_nope | k_pe] */
+        keel_cpu_gemm(dS + (long)r0 * T, T, go + (long)r0 * H * dv, (long)H * dv, 1, &bvt, r1 - r0, dv, r1, 0);
+        for (int t = r0; t < r1; t++) {
+          softmax_grad_row(dS + (long)t * T, P + (long)t * T, t + 1, scale);
+          memset(dS + (long)t * T + t + 1, 0, (size_t)(T - t - 1) * sizeof *dS);
+        }
+        keel_cpu_gemm(dqb + (long)r0 * H * dq_, (long)H * dq_, dS + (long)r0 * T, T, 1, &bk, r1 - r0, r1, dq_, 1);
       }
-      for (int k0 = 0; k0 < T; k0 += BT) { /* key rows [k0, k1): queries [k0, T) */
+      for (int k0 = 0; k0 < T; k0 += BT) { /* key rows [k0, k1): queries [k0, T), rows k0.. of Q and dO */
         int k1 = T - k0 < BT ? T : k0 + BT, n = T - k0;
         const float *ds = dS + (long)k0 * T + k0, *p = P + (long)k0 * T + k0; /* (query k0, key k0) */
-        keel_gemm_b bq = keel_gemm_f32(qb + (long)k0 * H * dq_, (long)H * dq_, 1);
-        keel_gemm_b bqp = keel_gemm_f32(qb + (long)k0 * H * dq_ + dn, (long)H * dq_, 1);
-        keel_gemm_b bo = keel_gemm_f32(go + (long)k0 * H * dv, (long)H * dv, 1);
-        float *dkr = dkvb + (long)k0 * H * dkv_;
-        keel_cpu_gemm(dkr, (long)H * dkv_, ds, 1, T, &bq, k1 - k0, n, dn, 1);     /* dk_nope += dS^T q_nope */
-        keel_cpu_gemm(dkr + dn, (long)H * dkv_, p, 1, T, &bo, k1 - k0, n, dv, 1); /* dv += P^T dO */
-        keel_cpu_gemm(dph + (long)k0 * dr, dr, ds, 1, T, &bqp, k1 - k0, n, dr, 0); /* this head's dk_pe */
+        keel_gemm_b bqk = keel_gemm_packed(qp + k0 * NR, tps), bok = keel_gemm_packed(op + k0 * NR, tps);
+        keel_cpu_gemm(dkc + (long)k0 * dq_, dq_, ds, 1, T, &bqk, k1 - k0, n, dq_, 0); /* [dk | dk_pe] = dS^T Q */
+        keel_cpu_gemm(dkvb + (long)k0 * H * dkv_ + dn, (long)H * dkv_, p, 1, T, &bok, k1 - k0, n, dv, 1); /* dv += P^T dO */
+      }
+      for (int t = 0; t < T; t++) { /* dk_nope into dkv, this head's dk_pe aside */
+        axpy(dkvb + (long)t * H * dkv_, 1.0f, dkc + (long)t * dq_, dn);
+        memcpy(dph + (long)t * dr, dkc + (long)t * dq_ + dn, (size_t)dr * sizeof *dph);
       }
     }
 #pragma omp parallel for schedule(static)

@@ -223,7 +223,7 @@ void keel_cpu_wmat_row(float *dst, const keel_wmat *w, long m, int k0, int k1) {
 
 void keel_cpu_matmul_wt(float *out, const float *x, const keel_wmat *w, int N) {
   if (N >= 16) { /* f32 weights are packed as plain matrices, with nothing to dequantise */
-    keel_gemm_b b = w->type == KEEL_W_F32 ? keel_gemm_f32(w->data, w->K, 1) : (keel_gemm_b){NULL, 0, 0, w, 1};
+    keel_gemm_b b = w->type == KEEL_W_F32 ? keel_gemm_f32(w->data, w->K, 1) : keel_gemm_wmat(w, 1);
     keel_cpu_gemm(out, w->K, x, w->M, 1, &b, N, w->M, w->K, 0);
     return;
   }
@@ -247,7 +247,7 @@ void keel_cpu_matmul_wt(float *out, const float *x, const keel_wmat *w, int N) {
 
 void keel_cpu_matmul_w(float *out, const float *x, const keel_wmat *w, int N) {
   if (N >= 32) { /* up to 32 rows (batched decoding), rows share each weight read */
-    keel_gemm_b b = w->type == KEEL_W_F32 ? keel_gemm_f32(w->data, 1, w->K) : (keel_gemm_b){NULL, 0, 0, w, 0};
+    keel_gemm_b b = w->type == KEEL_W_F32 ? keel_gemm_f32(w->data, 1, w->K) : keel_gemm_wmat(w, 0);
     keel_cpu_gemm(out, w->M, x, w->K, 1, &b, N, w->K, w->M, 0);
     return;
   }
