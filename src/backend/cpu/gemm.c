@@ -21,6 +21,9 @@
  * for its own C rows ahead of time. With acc 0 the first chunk writes C
  * instead of adding to it, so callers need not zero C.
  *
+ * B may come packed already (keel_cpu_gemm_pack), for callers that run
+ * several GEMMs on it: then a thread's panels are one group.
+ *
  * Threads take contiguous ranges of whole panels, and a C element is summed
  * over the chunks in order, so results do not depend on the thread count.
  * Packing buffers belong to each thread and are kept between calls.
