@@ -326,6 +326,7 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
   int np = (S + NR - 1) / NR, nb = (R + MR - 1) / MR;
   if (J == 0 && !acc)
     for (int r = 0; r < R; r++) memset(c + (long)r * ldc, 0, (size_t)S * sizeof *c);
+  if (R <= 0 || J <= 0 || S <= 0) return;
   float *ap = NULL;
   if (a_cs != 1) { /* A is read down its columns: pack it, chunk by chunk */
     bufs *mine = my_bufs();
@@ -333,36 +334,54 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
     for (int j0 = 0; j0 < J; j0 += KC)
       pack_a(ap + (long)nb * j0 * MR, a, a_rs, a_cs, R, j0, J - j0 < KC ? J - j0 : KC);
   }
+  int unit = 0; /* the next unit of work, handed to whichever thread is free */
 #pragma omp parallel
   {
-    int nt = omp_get_num_threads(), id = omp_get_thread_num();
-    int p_lo = (int)((long)np * id / nt), p_hi = (int)((long)np * (id + 1) / nt);
+    int nt = omp_get_num_threads();
     bufs *t = my_bufs();
-    /* a group: as many panels of J rows as fit the budget; past it, all this thread's panels (at
-     * most `most`, the panels of one chunk each that fit) in super-chunks of jc rows */
+    /* a group: as many panels of J rows as fit the budget; past it, a thread's share of the
+     * panels (at most `most`, the panels of one chunk each that fit) in super-chunks of jc rows;
+     * then groups of equal size */
     long budget = L2B / (long)sizeof(float), most = budget / ((long)KC * NR);
-    int jc = J, gp = (int)(budget / ((long)(J > 0 ? J : 1) * NR));
-    if (b->packed) gp = p_hi - p_lo > 0 ? p_hi - p_lo : 1; /* nothing to pack: one group */
-    else if (gp < 1) {
-      gp = p_hi - p_lo < most ? p_hi - p_lo : (int)most;
-      if (gp < 1) gp = 1;
+    int jc = J, gp = (int)(budget / ((long)J * NR)), share = (np + nt - 1) / nt;
+    if (b->packed) {
+      gp = share; /* nothing to pack */
+    } else if (gp < 1) {
+      gp = share < most ? share : (int)most;
       jc = (int)(budget / ((long)gp * NR) / KC * KC);
     }
-    for (int g0 = p_lo; g0 < p_hi; g0 += gp) {
-      int g1 = g0 + gp < p_hi ? g0 + gp : p_hi;
+    int ng = (np + gp - 1) / gp;
+    gp = (np + ng - 1) / ng;
+    /* a unit: a group over a range of rows. Few groups are split by rows as well, so that a
+     * thread that runs slower (this machine's cores are shared) is evened out by the other
+     * taking more units; a range keeps >= 4 blocks, so re-packing its group's B stays small. */
+    int nr = 1;
+    if (nt > 1 && jc == J && ng < 4 * nt) {
+      nr = (4 * nt + ng - 1) / ng;
+      if (nr > R / (4 * MC)) nr = R / (4 * MC) > 1 ? R / (4 * MC) : 1;
+    }
+    int rstep = ((R + nr - 1) / nr + MC - 1) / MC * MC, held = -1; /* held: the group packed in t->b */
+    nr = (R + rstep - 1) / rstep;
+    for (;;) {
+      int u;
+#pragma omp atomic capture
+      u = unit++;
+      if (u >= ng * nr) break;
+      int g = u / nr, g0 = g * gp, g1 = g0 + gp < np ? g0 + gp : np, r_lo = u % nr * rstep;
+      int r_hi = R - r_lo < rstep ? R : r_lo + rstep;
       for (int js = 0; js < J; js += jc) {
         int jn = J - js < jc ? J - js : jc;
-        const float *bp; /* the group's panels, ps floats apart */
-        long ps;
+        const float *bp = t->b; /* the group's panels, ps floats apart */
+        long ps = (long)jn * NR;
         if (b->packed) {
           bp = b->packed + (long)g0 * b->ps, ps = b->ps;
-        } else {
+        } else if (held != g || jc < J) {
           float *mine = scratch(&t->b, &t->b_cap, (size_t)(g1 - g0) * jn * NR);
           for (int p = g0; p < g1; p++) pack_panel(mine + (long)(p - g0) * jn * NR, b, js, jn, p * NR, S);
-          bp = mine, ps = (long)jn * NR;
+          bp = mine, held = jc < J ? -1 : g;
         }
-        for (int i0 = 0; i0 < R; i0 += MC) {
-          int i1 = R - i0 < MC ? R : i0 + MC;
+        for (int i0 = r_lo; i0 < r_hi; i0 += MC) {
+          int i1 = r_hi - i0 < MC ? r_hi : i0 + MC;
           for (int p = g0; p < g1; p++) {
             int cols = S - p * NR < NR ? S - p * NR : NR;
             for (int j0 = js; j0 < js + jn; j0 += KC) {
