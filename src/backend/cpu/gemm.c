@@ -9,7 +9,7 @@
  * 512 KiB of packed B, in L2) runs all its chunks, so the block's C tiles
  * stay in L1/L2 over the whole reduction and A's block (48 x J) in L2.
  * When one panel of J rows does not fit that budget (J past 2048, the
- * head's dx), a group is all of a thread's panels (up to 10) and is packed
+ * head's dx), a group is a thread's share of the panels (up to 10), packed
  * and run a super-chunk of whole chunks at a time: B is still read from L2,
  * and A, streamed once per group, is streamed once per thread.
  * A last panel of at most 32 columns (S = 352, the experts' width, ends in
@@ -24,8 +24,12 @@
  * B may come packed already (keel_cpu_gemm_pack), for callers that run
  * several GEMMs on it: then a thread's panels are one group.
  *
- * Threads take contiguous ranges of whole panels, and a C element is summed
- * over the chunks in order, so results do not depend on the thread count.
+ * The work is cut into units, a group of panels over a range of rows, and
+ * each thread takes the next unit as soon as it is free: the two cores of
+ * this machine often run at different speeds, and equal fixed shares left
+ * one idle for 10-15% of the head's GEMMs in a training step. Groups are split by rows only when there
+ * are fewer than four per thread. A C element is summed over the chunks in
+ * order within one unit, so results do not depend on the thread count.
  * Packing buffers belong to each thread and are kept between calls.
  * (Block sizes measured side by side on AVX-512, one and two threads: KC 192
  * with MC 48 was at least as fast as KC 96..384 and MC 96..1024 on training
