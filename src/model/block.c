@@ -85,6 +85,16 @@ static void mla_backward(keel_model *m, const keel_layer_w *w, keel_layer_w *g, 
 
 /* ---- feed-forward: dense SwiGLU or MoE ---- */
 
+/* The experts by number of rows, most first (ties by index): the order the threads take them
+ * in, so that the last ones handed out are small and no thread waits long on another. */
+static void by_load(int *ord, const int *offs, int E) {
+  for (int e = 0; e < E; e++) {
+    int k = e, n = offs[e + 1] - offs[e];
+    for (; k > 0 && offs[ord[k - 1] + 1] - offs[ord[k - 1]] < n; k--) ord[k] = ord[k - 1];
+    ord[k] = e;
+  }
+}
+
 static void swiglu_ffn(keel_model *m, float *y, const float *u, const float *wg, const float *wu, const float *wd,
                        float *fg, float *fu, float *fh, int N, int I, int accumulate) {
   int d = m->c.hidden_size;
@@ -183,9 +193,11 @@ static void moe_forward(keel_model *m, int layer, const keel_layer_w *w, keel_la
     memcpy(A->ein + (size_t)A->slot[a] * d, A->ln2 + (size_t)(a / K) * d, (size_t)d * sizeof(float));
   for (int e = 0; e < E && train == 1; e++) m->load[(size_t)layer * E + e] += (float)(offs[e + 1] - offs[e]);
   /* experts in parallel, each expert's GEMMs on one thread (the grouped GEMMs; sums keep their order) */
+  int ord[E];
+  by_load(ord, offs, E);
 #pragma omp parallel for schedule(dynamic)
-  for (int e = 0; e < E; e++) {
-    int r0 = offs[e], cnt = offs[e + 1] - offs[e];
+  for (int i = 0; i < E; i++) {
+    int e = ord[i], r0 = offs[e], cnt = offs[e + 1] - offs[e];
     if (!cnt) continue;
     swiglu_ffn(m, A->eo + (size_t)r0 * d, A->ein + (size_t)r0 * d, w->e_gate + (size_t)e * Ie * d,
                w->e_up + (size_t)e * Ie * d, w->e_down + (size_t)e * d * Ie, A->eg + (size_t)r0 * Ie,
@@ -250,9 +262,11 @@ static void moe_backward(keel_model *m, const keel_layer_w *w, keel_layer_w *g, 
   /* experts in parallel, each on one thread with its own rows of the scratch: the grouped GEMMs */
   size_t ne = (size_t)N * K * Ie;
   float *sfh = take(cv, ne), *sfg = take(cv, ne), *sfu = take(cv, ne);
+  int ord[E];
+  by_load(ord, A->offs, E);
 #pragma omp parallel for schedule(dynamic)
-  for (int e = 0; e < E; e++) {
-    int r0 = A->offs[e], cnt = A->offs[e + 1] - r0;
+  for (int i = 0; i < E; i++) {
+    int e = ord[i], r0 = A->offs[e], cnt = A->offs[e + 1] - r0;
     if (!cnt) continue;
     size_t o = (size_t)r0 * Ie;
     swiglu_ffn_backward(m, dein + (size_t)r0 * d, deo + (size_t)r0 * d, A->ein + (size_t)r0 * d,
