@@ -11,7 +11,10 @@
  * When one panel of J rows does not fit that budget (J past 2048, the
  * head's dx), a group is a thread's share of the panels (up to 10), packed
  * and run a super-chunk of whole chunks at a time: B is still read from L2,
- * and A, streamed once per group, is streamed once per thread.
+ * and A, streamed once per group, is streamed once per thread. Such a GEMM
+ * (few groups, long ones) also splits J into up to 4 parts, summed into
+ * buffers of their own and added to C in order at the end, so that threads
+ * have smaller units to share.
  * A last panel of at most 32 columns (S = 352, the experts' width, ends in
  * one) runs 12 x 32 tiles instead, with the same 24 accumulators, rather
  * than multiply zeros in half of a 6 x 64 tile.
@@ -66,8 +69,8 @@ static float *scratch(float **buf, size_t *cap, size_t n) {
 
 /* Each thread's packing buffers and the ops' scratch, freed when the thread ends. */
 typedef struct bufs {
-  float *a, *b, *row, *op[2];
-  size_t a_cap, b_cap, row_cap, op_cap[2];
+  float *a, *b, *row, *part, *op[2];
+  size_t a_cap, b_cap, row_cap, part_cap, op_cap[2];
 } bufs;
 
 static pthread_key_t bufs_key;
@@ -75,7 +78,7 @@ static pthread_once_t bufs_once = PTHREAD_ONCE_INIT;
 
 static void bufs_free(void *p) {
   bufs *t = p;
-  free(t->a), free(t->b), free(t->row), free(t->op[0]), free(t->op[1]), free(t);
+  free(t->a), free(t->b), free(t->row), free(t->part), free(t->op[0]), free(t->op[1]), free(t);
 }
 
 static void bufs_init(void) { pthread_key_create(&bufs_key, bufs_free); }
@@ -338,6 +341,22 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
     for (int j0 = 0; j0 < J; j0 += KC)
       pack_a(ap + (long)nb * j0 * MR, a, a_rs, a_cs, R, j0, J - j0 < KC ? J - j0 : KC);
   }
+  /* Past the budget (super-chunks), J is also split in nk parts of kp rows: part 0 adds into C,
+   * part k > 0 into its own R x S buffer, added to C in order at the end. The parts depend on
+   * the shape only, so the sums do not depend on the thread count; they give a few large units
+   * more, smaller ones. */
+  int nk = 1, kp = J;
+  float *part = NULL;
+  if (!b->packed && (long)J * NR > L2B / (long)sizeof(float)) {
+    long room = (16L << 20) / ((long)R * S); /* partial sums of at most 64 MB */
+    nk = room < 3 ? (int)room + 1 : 4;
+    kp = ((J + nk - 1) / nk + KC - 1) / KC * KC;
+    nk = (J + kp - 1) / kp;
+    if (nk > 1) {
+      bufs *mine = my_bufs();
+      part = scratch(&mine->part, &mine->part_cap, (size_t)(nk - 1) * R * S);
+    }
+  }
   int unit = 0; /* the next unit of work, handed to whichever thread is free */
 #pragma omp parallel
   {
@@ -370,11 +389,14 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
       int u;
 #pragma omp atomic capture
       u = unit++;
-      if (u >= ng * nr) break;
-      int g = u / nr, g0 = g * gp, g1 = g0 + gp < np ? g0 + gp : np, r_lo = u % nr * rstep;
-      int r_hi = R - r_lo < rstep ? R : r_lo + rstep;
-      for (int js = 0; js < J; js += jc) {
-        int jn = J - js < jc ? J - js : jc;
+      if (u >= ng * nr * nk) break;
+      int g = u / (nr * nk), g0 = g * gp, g1 = g0 + gp < np ? g0 + gp : np, r_lo = u / nk % nr * rstep;
+      int r_hi = R - r_lo < rstep ? R : r_lo + rstep, k = u % nk, j_lo = k * kp, j_hi = J - j_lo < kp ? J : j_lo + kp;
+      float *cu = k ? part + (size_t)(k - 1) * R * S : c; /* this unit's C, row stride lc */
+      long lc = k ? S : ldc;
+      int acc0 = k ? 0 : acc; /* whether the part's first chunk adds */
+      for (int js = j_lo; js < j_hi; js += jc) {
+        int jn = j_hi - js < jc ? j_hi - js : jc;
         const float *bp = t->b; /* the group's panels, ps floats apart */
         long ps = (long)jn * NR;
         if (b->packed) {
@@ -389,31 +411,31 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
           for (int p = g0; p < g1; p++) {
             int cols = S - p * NR < NR ? S - p * NR : NR;
             for (int j0 = js; j0 < js + jn; j0 += KC) {
-              int kc = J - j0 < KC ? J - j0 : KC;
+              int kc = j_hi - j0 < KC ? j_hi - j0 : KC, add = acc0 || j0 > j_lo;
               const float *bc = bp + (long)(p - g0) * ps + (long)(j0 - js) * NR;
               if (cols <= 32) { /* a narrow last panel: 12-row tiles */
                 for (int r0 = i0; r0 < i1; r0 += 2 * MR) {
-                  float *ct = c + (long)r0 * ldc + (long)p * NR;
+                  float *ct = cu + (long)r0 * lc + (long)p * NR;
                   int rows = R - r0 < 2 * MR ? R - r0 : 2 * MR;
                   if (ap) {
                     const float *chunk = ap + (long)nb * j0 * MR;
                     const float *lo = chunk + (long)r0 * kc, *hi = rows > MR ? lo + (long)MR * kc : lo;
-                    half_packed(ct, ldc, lo, hi, bc, rows, kc, cols, acc || j0);
+                    half_packed(ct, lc, lo, hi, bc, rows, kc, cols, add);
                   } else {
-                    half_rows(ct, ldc, a + (long)r0 * a_rs + j0, a_rs, bc, rows, kc, cols, acc || j0);
+                    half_rows(ct, lc, a + (long)r0 * a_rs + j0, a_rs, bc, rows, kc, cols, add);
                   }
                 }
                 continue;
               }
               for (int r0 = i0; r0 < i1; r0 += MR) {
-                float *ct = c + (long)r0 * ldc + (long)p * NR;
+                float *ct = cu + (long)r0 * lc + (long)p * NR;
                 int rows = R - r0 < MR ? R - r0 : MR, next = r0 + MR < R ? r0 + MR : r0; /* next tile's first row */
                 int next_rows = R - next < MR ? R - next : MR;
                 if (ap) {
                   const float *chunk = ap + (long)nb * j0 * MR; /* nb micro-panels of kc x MR */
-                  tile_packed(ct, ldc, chunk + (long)r0 * kc, bc, rows, kc, cols, acc || j0, chunk + (long)next * kc);
+                  tile_packed(ct, lc, chunk + (long)r0 * kc, bc, rows, kc, cols, add, chunk + (long)next * kc);
                 } else {
-                  tile_rows(ct, ldc, a + (long)r0 * a_rs + j0, a_rs, bc, rows, kc, cols, acc || j0,
+                  tile_rows(ct, lc, a + (long)r0 * a_rs + j0, a_rs, bc, rows, kc, cols, add,
                             a + (long)next * a_rs + j0, next_rows);
                 }
               }
@@ -421,6 +443,17 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
           }
         }
       }
+    }
+    if (nk > 1) { /* C += the parts, in order */
+#pragma omp barrier
+#pragma omp for schedule(static)
+      for (int r = 0; r < R; r++)
+        for (int k = 1; k < nk; k++) {
+          float *cr = c + (long)r * ldc;
+          const float *pr = part + ((size_t)(k - 1) * R + r) * S;
+#pragma omp simd
+          for (int s = 0; s < S; s++) cr[s] += pr[s];
+        }
     }
   }
 }
