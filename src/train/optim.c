@@ -78,7 +78,7 @@ void keel_adamw_step(keel_adamw *o, keel_model *m, float lr, float gs) {
   o->t++;
   size_t total = m->tab.total;
   long ns = (long)((total + SLICE - 1) / SLICE);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 8) /* threads take slices as they come free */
   for (long s = 0; s < ns; s++)
     step_slice(o, m, (size_t)s * SLICE, (size_t)(s + 1) * SLICE < total ? (size_t)(s + 1) * SLICE : total, lr, gs);
 }
@@ -105,7 +105,7 @@ double keel_grad_norm(const keel_model *m) {
   /* partial sums over fixed chunks, added in chunk order: the same value for any thread count */
   long nch = (long)((m->tab.total + CHUNK - 1) / CHUNK);
   double *part = keel_xmalloc((size_t)(nch ? nch : 1) * sizeof *part), s = 0;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic)
   for (long ch = 0; ch < nch; ch++) {
     size_t i0 = (size_t)ch * CHUNK, i1 = i0 + CHUNK < m->tab.total ? i0 + CHUNK : m->tab.total;
     double a[8] = {0};

@@ -42,7 +42,6 @@
 #include <omp.h>
 #else /* one thread (the fuzz builds) */
 static int omp_get_num_threads(void) { return 1; }
-static int omp_get_thread_num(void) { return 0; }
 #endif
 #include <stdlib.h>
 #include <string.h>

@@ -167,7 +167,7 @@ KERNEL static void scale_row(float *x, int n, float k) {
 }
 
 static void cross_entropy(float *losses, float *logits, const int32_t *targets, int N, int V, float scale) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 8)
   for (int n = 0; n < N; n++) {
     float *l = logits + (long)n * V;
     if (targets[n] < 0) {
@@ -204,7 +204,8 @@ static void keys_cat(float *kc, const float *kv, const float *kpe, int T, int H,
   }
 }
 
-/* MLA attention (naive form) on the packed GEMM: per (sequence, head), in parallel, the scores
+/* MLA attention (naive form) on the packed GEMM: per (sequence, head), handed to threads as they
+ * come free (the cores may run at different speeds), the scores
  * S = [q_nope | q_pe] [k_nope | k_pe]^T, their causal softmax in place (masked entries 0) and
  * P V; each pair's GEMMs run on one thread, so sums keep their order. K^T and V are packed
  * once per pair and every row block reads the prefix of them it needs. */
@@ -213,7 +214,7 @@ static void attention(float *out, float *att, const float *q, const float *kv, c
   int dq = dn + dr, dkv = dn + dv;
   long kps = (long)dq * KEEL_GEMM_NR, vps = (long)T * KEEL_GEMM_NR; /* panel strides */
   size_t kn = keel_gemm_packed_size(T, kps), vn = keel_gemm_packed_size(dv, vps);
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(dynamic)
   for (int b = 0; b < B; b++)
     for (int h = 0; h < H; h++) {
       float *kc = keel_cpu_scratch(1, (size_t)T * dq + kn + vn), *kt = kc + (size_t)T * dq, *vp = kt + kn;
@@ -260,7 +261,7 @@ static void attention_backward(float *dq, float *dkv, float *dkpe, const float *
   /* per (b, h): dq and this head's k/v gradients are private; the shared kpe gradient
    * goes to a per-head buffer summed in head order after, so the result is thread-independent */
   float *dpe = keel_cpu_scratch(0, (size_t)B * H * T * dr); /* each head's part written below */
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(dynamic)
   for (int b = 0; b < B; b++)
     for (int h = 0; h < H; h++) {
       /* this thread's dS, [k | k_pe] and its gradient (T x dq each), and the packed V^T, K, Q, dO */
