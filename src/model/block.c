@@ -7,17 +7,14 @@
 #include "../core/clock.h"
 #include "model.h"
 
-/* Carves zeroed scratch arrays out of the model's workspace, in a fixed order. The zeroing
- * (some 50 MB per MoE block's backward) runs on all threads: on one, the others wait. */
+/* Carves zeroed scratch arrays out of the model's workspace, in a fixed order (some 50 MB per
+ * MoE block's backward, zeroed on all threads). */
 typedef struct carver {
   float *p;
 } carver;
 static float *take(carver *c, size_t n) {
-  enum { PART = 1 << 16 };
   float *r = c->p;
-  long np = (long)((n + PART - 1) / PART);
-#pragma omp parallel for schedule(static) if (np > 1)
-  for (long i = 0; i < np; i++) memset(r + i * PART, 0, (n - (size_t)i * PART < PART ? n - (size_t)i * PART : PART) * sizeof *r);
+  keel_model_zero(r, n);
   c->p += (n + 15) & ~(size_t)15;
   return r;
 }

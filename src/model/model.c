@@ -152,13 +152,15 @@ keel_status keel_model_reserve(keel_model *m, int B, int T) {
   return KEEL_OK;
 }
 
-void keel_model_zero_grad(keel_model *m) { /* in parallel: one thread cannot fill memory's bandwidth */
-  enum { PART = 1 << 20 };
-  long n = (long)m->tab.total, np = (n + PART - 1) / PART;
-#pragma omp parallel for schedule(static)
+void keel_model_zero(float *p, size_t n) {
+  enum { PART = 1 << 16 };
+  long np = (long)((n + PART - 1) / PART);
+#pragma omp parallel for schedule(dynamic, 16) if (np > 1)
   for (long i = 0; i < np; i++)
-    memset(m->grads + i * PART, 0, (size_t)(n - i * PART < PART ? n - i * PART : PART) * sizeof(float));
+    memset(p + i * PART, 0, (n - (size_t)i * PART < PART ? n - (size_t)i * PART : PART) * sizeof *p);
 }
+
+void keel_model_zero_grad(keel_model *m) { keel_model_zero(m->grads, m->tab.total); }
 
 void keel_model_zero_load(keel_model *m) {
   int LD = m->c.num_hidden_layers + m->c.num_nextn_predict_layers, E = m->c.n_routed_experts ? m->c.n_routed_experts : 1;

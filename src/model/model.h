@@ -82,6 +82,8 @@ keel_status keel_model_reserve(keel_model *m, int B, int T);
 /* Makes the RoPE cos/sin tables cover positions 0..len-1. */
 void keel_model_rope_tables(keel_model *m, int len);
 void keel_model_zero_grad(keel_model *m);
+/* p[0..n) = 0 on all threads (one thread cannot fill memory's bandwidth, and the others would wait). */
+void keel_model_zero(float *p, size_t n);
 void keel_model_zero_load(keel_model *m);
 
 /* Forward over tokens (B, T). With targets (B, T) computes the loss (main +

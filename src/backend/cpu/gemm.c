@@ -28,11 +28,12 @@
  * several GEMMs on it: then a thread's panels are one group.
  *
  * The work is cut into units, a group of panels over a range of rows, and
- * each thread takes the next unit as soon as it is free: the two cores of
- * this machine often run at different speeds, and equal fixed shares left
- * one idle for 10-15% of the head's GEMMs in a training step. Groups are split by rows only when there
- * are fewer than four per thread. A C element is summed over the chunks in
- * order within one unit, so results do not depend on the thread count.
+ * each thread takes the next unit as soon as it is free: the cores of a
+ * shared machine often run at different speeds, and equal fixed shares left
+ * one idle for 10-15% of the head's GEMMs in a training step. Groups are
+ * split by rows only when there are fewer than four per thread. A C element
+ * is summed over the chunks in order within one unit, so results do not
+ * depend on the thread count.
  * Packing buffers belong to each thread and are kept between calls.
  * (Block sizes measured side by side on AVX-512, one and two threads: KC 192
  * with MC 48 was at least as fast as KC 96..384 and MC 96..1024 on training
@@ -375,7 +376,7 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
     int ng = (np + gp - 1) / gp;
     gp = (np + ng - 1) / ng;
     /* a unit: a group over a range of rows. Few groups are split by rows as well, so that a
-     * thread that runs slower (this machine's cores are shared) is evened out by the other
+     * thread that runs slower (on a core shared with other work) is evened out by the other
      * taking more units; a range keeps >= 4 blocks, so re-packing its group's B stays small. */
     int nr = 1;
     if (nt > 1 && jc == J && ng < 4 * nt) {
