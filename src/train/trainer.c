@@ -163,7 +163,9 @@ static void compute_step(keel_model *m, keel_loader *l, const keel_train_opts *o
   }
   if (o->grad_accum > 1) {
     float k = 1.0f / (float)o->grad_accum;
-    for (size_t i = 0; i < m->tab.total; i++) m->grads[i] *= k;
+    long n = (long)m->tab.total;
+#pragma omp parallel for simd schedule(static)
+    for (long i = 0; i < n; i++) m->grads[i] *= k;
     for (int i = 0; i < 4; i++) out[i] *= k;
   }
 }
