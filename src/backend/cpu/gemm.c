@@ -341,13 +341,15 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
     for (int j0 = 0; j0 < J; j0 += KC)
       pack_a(ap + (long)nb * j0 * MR, a, a_rs, a_cs, R, j0, J - j0 < KC ? J - j0 : KC);
   }
-  /* Past the budget (super-chunks), J is also split in nk parts of kp rows: part 0 adds into C,
-   * part k > 0 into its own R x S buffer, added to C in order at the end. The parts depend on
-   * the shape only, so the sums do not depend on the thread count; they give a few large units
-   * more, smaller ones. */
-  int nk = 1, kp = J;
+  /* budget: floats of packed B a thread keeps. Past it (one panel of J rows does not fit), B is
+   * packed in super-chunks of J, and J is also split in nk parts of kp rows: part 0 adds into
+   * C, part k > 0 into its own R x S buffer, added to C in order at the end. The parts depend
+   * on the shape only, so the sums do not depend on the thread count; they give a few large
+   * units more, smaller ones. */
+  long budget = L2B / (long)sizeof(float), most = budget / ((long)KC * NR);
+  int super = !b->packed && (long)J * NR > budget, nk = 1, kp = J;
   float *part = NULL;
-  if (!b->packed && (long)J * NR > L2B / (long)sizeof(float)) {
+  if (super) {
     long room = (16L << 20) / ((long)R * S); /* partial sums of at most 64 MB */
     nk = room < 3 ? (int)room + 1 : 4;
     kp = ((J + nk - 1) / nk + KC - 1) / KC * KC;
@@ -365,11 +367,10 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
     /* a group: as many panels of J rows as fit the budget; past it, a thread's share of the
      * panels (at most `most`, the panels of one chunk each that fit) in super-chunks of jc rows;
      * then groups of equal size */
-    long budget = L2B / (long)sizeof(float), most = budget / ((long)KC * NR);
     int jc = J, gp = (int)(budget / ((long)J * NR)), share = (np + nt - 1) / nt;
     if (b->packed) {
       gp = share; /* nothing to pack */
-    } else if (gp < 1) {
+    } else if (super) {
       gp = share < most ? share : (int)most;
       jc = (int)(budget / ((long)gp * NR) / KC * KC);
     }
@@ -379,7 +380,7 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
      * thread that runs slower (on a core shared with other work) is evened out by the other
      * taking more units; a range keeps >= 4 blocks, so re-packing its group's B stays small. */
     int nr = 1;
-    if (nt > 1 && jc == J && ng < 4 * nt) {
+    if (nt > 1 && !super && ng < 4 * nt) {
       nr = (4 * nt + ng - 1) / ng;
       if (nr > R / (4 * MC)) nr = R / (4 * MC) > 1 ? R / (4 * MC) : 1;
     }
@@ -401,10 +402,10 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
         long ps = (long)jn * NR;
         if (b->packed) {
           bp = b->packed + (long)g0 * b->ps, ps = b->ps;
-        } else if (held != g || jc < J) {
+        } else if (held != g || super) {
           float *mine = scratch(&t->b, &t->b_cap, (size_t)(g1 - g0) * jn * NR);
           for (int p = g0; p < g1; p++) pack_panel(mine + (long)(p - g0) * jn * NR, b, js, jn, p * NR, S);
-          bp = mine, held = jc < J ? -1 : g;
+          bp = mine, held = super ? -1 : g;
         }
         for (int i0 = r_lo; i0 < r_hi; i0 += MC) {
           int i1 = r_hi - i0 < MC ? r_hi : i0 + MC;
