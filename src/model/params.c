@@ -151,21 +151,45 @@ void keel_params_init(float *base, const keel_param_table *tab, uint64_t seed, f
   }
 }
 
+/* Which layer a parameter belongs to (-1: none), and whether it is one of the routed
+ * experts past the first K (per token, K of E experts count as active). */
+static int param_layer(const keel_param_info *p) {
+  int layer = -1;
+  return sscanf(p->name, "model.layers.%d.", &layer) == 1 ? layer : -1;
+}
+
+static int inactive_expert(const keel_config *c, const keel_param_info *p) {
+  const char *s = strstr(p->name, ".mlp.experts.");
+  int e = -1;
+  return s && sscanf(s, ".mlp.experts.%d.", &e) == 1 && e >= c->num_experts_per_tok;
+}
+
 void keel_params_count(const keel_config *c, const keel_param_table *tab, size_t *total, size_t *active) {
   size_t all = 0, act = 0;
   for (int i = 0; i < tab->n; i++) {
     const keel_param_info *p = &tab->t[i];
     all += p->numel;
-    int layer = -1;
-    if (sscanf(p->name, "model.layers.%d.", &layer) == 1 && layer >= c->num_hidden_layers) continue; /* MTP */
-    if (strstr(p->name, ".mlp.experts.")) {
-      int e = -1;
-      const char *s = strstr(p->name, ".mlp.experts.");
-      sscanf(s, ".mlp.experts.%d.", &e);
-      if (e >= c->num_experts_per_tok) continue; /* K of E experts count as active */
-    }
+    if (param_layer(p) >= c->num_hidden_layers || inactive_expert(c, p)) continue; /* MTP, or not among the K */
     act += p->numel;
   }
   *total = all;
   *active = act;
+}
+
+size_t keel_params_mtp_active(const keel_config *c, const keel_param_table *tab, int k) {
+  size_t act = 0;
+  for (int i = 0; i < tab->n; i++)
+    if (param_layer(&tab->t[i]) == c->num_hidden_layers + k - 1 && !inactive_expert(c, &tab->t[i]))
+      act += tab->t[i].numel;
+  return act;
+}
+
+double keel_params_train_flops(const keel_config *c, const keel_param_table *tab, int T) {
+  size_t total, active;
+  keel_params_count(c, tab, &total, &active);
+  double head = (double)c->vocab_size * c->hidden_size, attn = (double)c->num_attention_heads * (keel_config_dq(c) + c->v_head_dim);
+  double f = 6.0 * ((double)active - head) + 3.0 * c->num_hidden_layers * attn * T;
+  for (int k = 1; k <= c->num_nextn_predict_layers && k < T; k++)
+    f += (double)(T - k) / T * (6.0 * ((double)keel_params_mtp_active(c, tab, k) + head) + 3.0 * attn * (T - k));
+  return f;
 }

@@ -62,5 +62,12 @@ void keel_params_unbind(keel_model_w *w);
 void keel_params_init(float *base, const keel_param_table *tab, uint64_t seed, float std);
 /* Parameters in all, and used per token (top-K of the routed experts, MTP excluded). */
 void keel_params_count(const keel_config *c, const keel_param_table *tab, size_t *total, size_t *active);
+/* Parameters MTP module k (1..num_nextn_predict_layers) uses per token, the shared head excluded. */
+size_t keel_params_mtp_active(const keel_config *c, const keel_param_table *tab, int k);
+/* Model FLOPs per trained token at sequence length T (what MFU counts): 6 per weight a token
+ * goes through (the embedding lookup is not a GEMM) plus 3x the causal attention core's
+ * forward. MTP module k runs on T-k of every T tokens: its own block and projection, then the
+ * shared head once more. */
+double keel_params_train_flops(const keel_config *c, const keel_param_table *tab, int T);
 
 #endif

@@ -35,14 +35,6 @@ void keel_train_defaults(keel_train_opts *o) {
 
 /* Training FLOPs per token: 6 x (active matrix parameters) plus attention scores
  * and values over an average causal span of T/2, forward and backward. */
-static double flops_per_token(const keel_model *m, int T) {
-  size_t total, active;
-  keel_params_count(&m->c, &m->tab, &total, &active);
-  const keel_config *c = &m->c;
-  double attn = (double)c->num_hidden_layers * c->num_attention_heads * (keel_config_dq(c) + c->v_head_dim) * T;
-  return 6.0 * ((double)active - (double)c->vocab_size * c->hidden_size) + 3.0 * attn;
-}
-
 static double evaluate(keel_model *m, const keel_shard *val, int B, int T, int batches, int32_t *x, int32_t *y) {
   keel_loader l;
   if (keel_loader_init(&l, val, B, T, 12345)) return NAN;
@@ -285,7 +277,7 @@ keel_status keel_train_run(const keel_train_opts *o) {
   gd.cap = o->spike_window > 0 ? o->spike_window : 1;
   gd.win = keel_xcalloc((size_t)gd.cap, sizeof *gd.win);
   int threads = o->threads > 0 ? o->threads : keel_cpu_count();
-  double peak = keel_cpu_peak_flops_per_core() * threads, fpt = flops_per_token(&m, T);
+  double peak = keel_cpu_peak_flops_per_core() * threads, fpt = keel_params_train_flops(&m.c, &m.tab, T);
   size_t total_p, active_p;
   keel_params_count(&m.c, &m.tab, &total_p, &active_p);
   fprintf(stderr,

@@ -7,6 +7,7 @@
 
 #include "check.h"
 #include "core/error.h"
+#include "model/params.h"
 #include "plan/cost.h"
 #include "plan/reliability.h"
 
@@ -58,6 +59,31 @@ static void test_arch(void) {
         strstr(keel_errmsg(), "num_key_value_heads"));
   CHECK(keel_arch_parse(&bad, "{\"hidden_size\": -1}", "z.json") == KEEL_ERR_FORMAT && strstr(keel_errmsg(), "hidden_size"));
   CHECK(keel_arch_parse(&bad, "[1,", "w.json") == KEEL_ERR_FORMAT);
+}
+
+/* The FLOPs per token the trainer's MFU counts (from the model's own parameter table) agree
+ * with the planner's (from config.json alone), MTP modules included: in bench-b the MTP block
+ * and its second pass through the head are about a third of the step. */
+static void test_train_flops(void) {
+  const char *cfgs[] = {"configs/bench-a.json", "configs/bench-b.json"};
+  for (int i = 0; i < 2; i++) {
+    keel_config c;
+    keel_arch a = model(cfgs[i]);
+    if (keel_config_load(&c, cfgs[i]) != KEEL_OK) {
+      CHECK_MSG(0, "%s", keel_errmsg());
+      continue;
+    }
+    keel_param_table tab;
+    keel_params_table(&tab, &c);
+    double f = keel_params_train_flops(&c, &tab, 256), p = keel_arch_train_flops_per_token(&a, 256);
+    CHECK_MSG(rel(f, p, 0.01), "%s: trainer %.4g, planner %.4g FLOPs per token", cfgs[i], f, p);
+    size_t total, active;
+    keel_params_count(&c, &tab, &total, &active);
+    double main_only = 6.0 * ((double)active - (double)c.vocab_size * c.hidden_size);
+    CHECK_MSG(c.num_nextn_predict_layers ? f > 1.3 * main_only : f < 1.1 * main_only, "%s: %.4g vs %.4g", cfgs[i], f,
+              main_only);
+    keel_params_table_free(&tab);
+  }
 }
 
 static void test_formulas(void) {
@@ -184,6 +210,7 @@ static void test_serve(void) {
 
 int main(void) {
   test_arch();
+  test_train_flops();
   test_formulas();
   test_layouts();
   test_cluster_files();
