@@ -2,6 +2,8 @@
  * hit every path (tails of 4-row blocks, 16- and 64-wide chunks, few rows). */
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "backend/backend.h"
 #include "backend/cpu/simd.h"
@@ -81,6 +83,41 @@ static void typed_weights(const keel_backend *fast, const keel_backend *ref, kee
     }
 }
 
+/* Every e4m3 code (NaN aside) through the fast kernels: decoding (one row, one column) and the
+ * GEMM's packing pick single weights out of w with one-hot x, so each must equal the reference
+ * value exactly, under block scales that differ per 128 x 128 block. */
+static void fp8_codes(const keel_backend *fast) {
+  enum { M = 130, K = 512 };
+  unsigned char *data = keel_xmalloc((size_t)M * K);
+  float scale[2 * 4], *x = keel_xmalloc(K * sizeof *x), *out = keel_xmalloc((size_t)K * K * sizeof *out);
+  for (int i = 0; i < 8; i++) scale[i] = ldexpf(1.0f + i / 8.0f, i - 4);
+  for (int m = 0; m < M; m++)
+    for (int k = 0; k < K; k++) {
+      int c = (m * 37 + k) % 256;
+      data[(size_t)m * K + k] = (unsigned char)((c & 0x7f) == 0x7f ? 0 : c);
+    }
+  keel_wmat w = {.type = KEEL_W_FP8, .M = M, .K = K, .data = data, .scale = scale};
+  int bad_rows = 0, bad_cols = 0, bad_gemm = 0;
+  for (int k = 0; k < K; k++) { /* out (1, M) = e_k w^T: column k */
+    memset(x, 0, K * sizeof *x), x[k] = 1;
+    fast->matmul_w(out, x, &w, 1);
+    for (int m = 0; m < M; m++) bad_rows += out[m] != keel_wmat_get(&w, m, k);
+  }
+  for (int m = 0; m < M; m++) { /* out (1, K) = e_m w: row m */
+    memset(x, 0, M * sizeof *x), x[m] = 1;
+    fast->matmul_wt(out, x, &w, 1);
+    for (int k = 0; k < K; k++) bad_cols += out[k] != keel_wmat_get(&w, m, k);
+  }
+  float *eye = calloc((size_t)K * K, sizeof *eye); /* out (K, M) = I w^T, through the GEMM's packing */
+  for (int k = 0; k < K; k++) eye[(size_t)k * K + k] = 1;
+  fast->matmul_w(out, eye, &w, K);
+  for (int k = 0; k < K; k++)
+    for (int m = 0; m < M; m++) bad_gemm += out[(size_t)k * M + m] != keel_wmat_get(&w, m, k);
+  CHECK_MSG(!bad_rows && !bad_cols && !bad_gemm, "fp8 codes: %d wrong by rows, %d by columns, %d in the GEMM", bad_rows,
+            bad_cols, bad_gemm);
+  free(data), free(x), free(out), free(eye);
+}
+
 int main(void) {
   const keel_backend *fast = keel_backend_cpu(), *ref = keel_backend_cpu_reference();
   static const int shapes[][3] = {{1, 1, 1},   {3, 17, 5},  {4, 16, 4},   {15, 64, 9},  {16, 64, 64},
@@ -89,6 +126,7 @@ int main(void) {
   keel_rng r;
   keel_rng_init(&r, 1);
   typed_weights(fast, ref, &r);
+  fp8_codes(fast);
   double worst = 0;
   for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
     int N = shapes[s][0], K = shapes[s][1], M = shapes[s][2];

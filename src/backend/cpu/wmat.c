@@ -28,13 +28,15 @@ static inline void deq_bf16(v16 *o, const void *p) {
 
 static inline void deq_int8(v16 *o, const void *p) { *o = __builtin_convertvector(*(const i8x16 *)p, v16); }
 
-/* e4m3fn without a table: normal codes become float bits directly; codes with
- * a zero exponent are multiples of 2^-9. */
+/* e4m3fn without a table, as the value / 256 (FP8_UNIT, folded into the block scale, as the
+ * AVX-512 form below gets it for free): normal codes become float bits directly; codes with a
+ * zero exponent are multiples of 2^-17. */
+#define FP8_UNIT 256.0f
 static inline void deq_fp8(v16 *o, const void *p) {
   u32x16 b = __builtin_convertvector(*(const u8x16 *)p, u32x16);
   u32x16 e = (b >> 3) & 15, man = b & 7, sign = (b >> 7) << 31;
-  u32x16 normal = sign | (e + 120) << 23 | man << 20;
-  v16 sub = __builtin_convertvector((i32x16)man, v16) * 0x1p-9f;
+  u32x16 normal = sign | (e + 112) << 23 | man << 20;
+  v16 sub = __builtin_convertvector((i32x16)man, v16) * 0x1p-17f;
   u32x16 subbits = (u32x16)sub | sign;
   u32x16 isz = (u32x16)(e == 0);
   *o = (v16)((isz & subbits) | (~isz & normal));
@@ -42,7 +44,7 @@ static inline void deq_fp8(v16 *o, const void *p) {
 
 /* The same with AVX-512 intrinsics (GCC 12 does not vectorise the narrow
  * conversions above); fp8 goes through f16: the e4m3 bits shifted into an
- * f16 are the value times 2^-8. */
+ * f16 are the value times 2^-8, FP8_UNIT's 1 / 256. */
 #ifdef __clang__
 #define A512 __attribute__((target("avx512f")))
 #define GENERIC __attribute__((target_clones("arch=haswell", "default")))
@@ -57,18 +59,24 @@ static inline A512 void deq512_bf16(v16 *o, const void *p) {
 static inline A512 void deq512_int8(v16 *o, const void *p) {
   *o = (v16)_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p)));
 }
+/* b << 7 puts exponent and mantissa in place and the sign at bit 14; adding bit 14 to itself
+ * carries it into bit 15. */
 static inline A512 void deq512_fp8(v16 *o, const void *p) {
-  __m256i u = _mm256_cvtepu8_epi16(_mm_loadu_si128(p));
-  __m256i h = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(u, _mm256_set1_epi16(0x7f)), 7),
-                              _mm256_slli_epi16(_mm256_and_si256(u, _mm256_set1_epi16(0x80)), 8));
-  *o = (v16)_mm512_mul_ps(_mm512_cvtph_ps(h), _mm512_set1_ps(256.0f));
+  __m256i u = _mm256_slli_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128(p)), 7);
+  *o = (v16)_mm512_cvtph_ps(_mm256_add_epi16(u, _mm256_and_si256(u, _mm256_set1_epi16(0x4000))));
 }
 
 
 #define PF_AHEAD 8192 /* bytes */
 
+/* Row m's FP8 block scales, one per 128 columns (applied times FP8_UNIT). */
+static inline const float *fp8_scales(const keel_wmat *w, long m) {
+  return w->scale + ((m + w->row0) / 128) * ((w->K + 127) / 128);
+}
+
 /* One kernel per type: out[n][m] for rows n0..n0+rows (rows <= 4), weight rows m0..m1.
- * One row (decoding) runs two accumulators over k; more rows share each dequantised vector. */
+ * One row (decoding) runs four accumulators over k, or for FP8 sums each 64 columns (which
+ * share a block scale) and scales the sum once; more rows share each dequantised vector. */
 #define ROWS_KERNEL(NAME, DEQ, ESZ, TYPE, ATTR, HSUM)                                                                \
   ATTR static void NAME(float *out, const float *x, const keel_wmat *w, int n0, int rows, int m0, int m1) {   \
     int K = w->K, M = w->M, K16 = K & ~15, K64 = K & ~63;                                                    \
@@ -77,6 +85,7 @@ static inline A512 void deq512_fp8(v16 *o, const void *p) {
     const uint8_t *base = w->data;                                                                           \
     for (int m = m0; m < m1; m++) {                                                                          \
       const uint8_t *wr = base + (long)m * K * (ESZ);                                                        \
+      const float *sr = TYPE == KEEL_W_FP8 ? fp8_scales(w, m) : NULL;                                        \
       v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, wv, wu;                                                    \
       int k = 0;                                                                                             \
       if (rows == 1) {                                                                                       \
@@ -88,9 +97,13 @@ static inline A512 void deq512_fp8(v16 *o, const void *p) {
           DEQ(&wu, wr + (long)(k + 16) * (ESZ));                                                             \
           DEQ(&w2, wr + (long)(k + 32) * (ESZ));                                                             \
           DEQ(&w3, wr + (long)(k + 48) * (ESZ));                                                             \
-          if (TYPE == KEEL_W_FP8) {                                                                          \
-            float sc = keel_wmat_block_scale(w, m, k); /* 64 columns lie in one 128-block */                       \
-            wv *= sc, wu *= sc, w2 *= sc, w3 *= sc;                                                          \
+          if (TYPE == KEEL_W_FP8) { /* 64 columns lie in one 128-block */                                   \
+            v16 t = *(const v16 *)(xr[0] + k) * wv;                                                          \
+            t += *(const v16 *)(xr[0] + k + 16) * wu;                                                        \
+            t += *(const v16 *)(xr[0] + k + 32) * w2;                                                        \
+            t += *(const v16 *)(xr[0] + k + 48) * w3;                                                        \
+            a0 += t * (sr[k >> 7] * FP8_UNIT);                                                               \
+            continue;                                                                                        \
           }                                                                                                  \
           a0 += *(const v16 *)(xr[0] + k) * wv;                                                              \
           a1 += *(const v16 *)(xr[0] + k + 16) * wu;                                                         \
@@ -102,7 +115,7 @@ static inline A512 void deq512_fp8(v16 *o, const void *p) {
       }                                                                                                      \
       for (; k < K16; k += 16) {                                                                             \
         DEQ(&wv, wr + (long)k * (ESZ));                                                                      \
-        if (TYPE == KEEL_W_FP8) wv *= keel_wmat_block_scale(w, m, k);                                              \
+        if (TYPE == KEEL_W_FP8) wv *= sr[k >> 7] * FP8_UNIT;                                                \
         a0 += *(const v16 *)(xr[0] + k) * wv;                                                                \
         a1 += *(const v16 *)(xr[1] + k) * wv;                                                                \
         a2 += *(const v16 *)(xr[2] + k) * wv;                                                                \
@@ -135,7 +148,7 @@ ROWS_KERNEL(rows512_fp8, deq512_fp8, 1, KEEL_W_FP8, A512, hsum512)
 
 /* out (K) = x (M) deq(w), one row of x (absorbing a weight into a decoding query): each
  * weight read once, 256 output columns held in 16 named accumulators at a time. The int8
- * row scale folds into x[m]; fp8's block scale is looked up per 16 columns. */
+ * row scale folds into x[m], and so do fp8's two block scales of each 256 columns. */
 #define EACH16(X, ...)                                                                                      \
   X(0, __VA_ARGS__) X(1, __VA_ARGS__) X(2, __VA_ARGS__) X(3, __VA_ARGS__) X(4, __VA_ARGS__) X(5, __VA_ARGS__)   \
   X(6, __VA_ARGS__) X(7, __VA_ARGS__) X(8, __VA_ARGS__) X(9, __VA_ARGS__) X(10, __VA_ARGS__)                   \
@@ -148,7 +161,9 @@ ROWS_KERNEL(rows512_fp8, deq512_fp8, 1, KEEL_W_FP8, A512, hsum512)
       EACH16(COLS_ZERO, DEQ, ESZ, TYPE)                                                                \
       for (int m = 0; m < w->M; m++) {                                                                 \
         const uint8_t *wr = base + ((long)m * K + k0) * (ESZ);                                         \
-        float xm = TYPE == KEEL_W_INT8 ? x[m] * w->scale[m] : x[m];                                    \
+        float xm = TYPE == KEEL_W_INT8 ? x[m] * w->scale[m] : x[m], x0 = xm, x1 = xm;                  \
+        if (TYPE == KEEL_W_FP8) /* columns k0.. and k0 + 128.. have a block scale each */              \
+          x0 *= fp8_scales(w, m)[k0 >> 7] * FP8_UNIT, x1 *= fp8_scales(w, m)[(k0 >> 7) + 1] * FP8_UNIT;  \
         v16 t;                                                                                         \
         EACH16(COLS_FMA, DEQ, ESZ, TYPE)                                                               \
       }                                                                                                \
@@ -163,7 +178,7 @@ ROWS_KERNEL(rows512_fp8, deq512_fp8, 1, KEEL_W_FP8, A512, hsum512)
 #define COLS_ZERO(i, ...) v16 a##i = {0};
 #define COLS_FMA(i, DEQ, ESZ, TYPE)                                                                    \
   DEQ(&t, wr + (i) * 16 * (ESZ));                                                                      \
-  a##i += (TYPE == KEEL_W_FP8 ? xm * keel_wmat_block_scale(w, m, k0 + (i) * 16) : xm) * t;
+  a##i += ((i) < 8 ? x0 : x1) * t;
 #define COLS_STORE(i, ...) memcpy(out + k0 + (i) * 16, &a##i, sizeof a##i);
 
 #define ROW_DEQ(NAME, DEQ, ESZ, ATTR)                                                           \
@@ -174,7 +189,7 @@ ROWS_KERNEL(rows512_fp8, deq512_fp8, 1, KEEL_W_FP8, A512, hsum512)
     for (; k + 16 <= k1; k += 16) { /* 16 aligned columns share one fp8 block scale */          \
       v16 v;                                                                                    \
       DEQ(&v, wr + (long)k * (ESZ));                                                            \
-      if (w->type == KEEL_W_FP8) v *= keel_wmat_block_scale(w, m, k);                           \
+      if (w->type == KEEL_W_FP8) v *= keel_wmat_block_scale(w, m, k) * FP8_UNIT;                \
       if (w->type == KEEL_W_INT8) v *= w->scale[m];                                             \
       memcpy(dst + k - k0, &v, sizeof v);                                                       \
     }                                                                                           \
