@@ -37,6 +37,7 @@ static void mla_forward(keel_model *m, const keel_layer_w *w, keel_layer_acts *A
   carver cv = {m->ws};
   float *kva = take(&cv, (size_t)N * (rkv + dr));
   be->matmul(kva, A->ln1, w->wkv_a, N, d, rkv + dr, 0);
+#pragma omp parallel for schedule(static)
   for (int n = 0; n < N; n++) {
     memcpy(A->lat + (size_t)n * rkv, kva + (size_t)n * (rkv + dr), (size_t)rkv * sizeof(float));
     memcpy(A->kpe + (size_t)n * dr, kva + (size_t)n * (rkv + dr) + rkv, (size_t)dr * sizeof(float));
@@ -63,6 +64,7 @@ static void mla_backward(keel_model *m, const keel_layer_w *w, keel_layer_w *g, 
   be->matmul_backward(dckv, g->wkv_b, dkvb, A->ckv, w->wkv_b, N, rkv, H * (dn + dv));
   be->rmsnorm_backward(dlat, g->kv_norm, dckv, A->lat, w->kv_norm, A->ckv_rstd, N, rkv);
   be->rope(dkpe, m->pos, m->rope_cos, m->rope_sin, N, 1, dr, 0, dr, 1);
+#pragma omp parallel for schedule(static)
   for (int n = 0; n < N; n++) {
     memcpy(dkva + (size_t)n * (rkv + dr), dlat + (size_t)n * rkv, (size_t)rkv * sizeof(float));
     memcpy(dkva + (size_t)n * (rkv + dr) + rkv, dkpe + (size_t)n * dr, (size_t)dr * sizeof(float));
@@ -332,11 +334,13 @@ void keel_block_forward(keel_model *m, int layer, keel_layer_acts *A, const floa
   mla_forward(m, w, A, A->x2, B, T);
   double t1 = keel_now();
   m->phase_s[KEEL_PHASE_ATTENTION] += t1 - t0;
+#pragma omp parallel for schedule(static)
   for (size_t i = 0; i < (size_t)N * d; i++) A->x2[i] += x[i];
   m->be->rmsnorm(A->ln2, A->ln2_rstd, A->x2, w->ln2, N, d, c->rms_norm_eps);
   t1 = keel_now();
   keel_ffn_forward(m, layer, A, B, T, train);
   m->phase_s[KEEL_PHASE_FFN] += keel_now() - t1;
+#pragma omp parallel for schedule(static)
   for (size_t i = 0; i < (size_t)N * d; i++) A->out[i] += A->x2[i];
 }
 
@@ -355,8 +359,8 @@ void keel_block_backward(keel_model *m, int layer, keel_layer_acts *A, const flo
   keel_layer_w *g = &m->g.layers[layer];
   int N = B * T, d = c->hidden_size;
   carver cv = {m->ws};
-  float *dx2 = take(&cv, (size_t)N * d), *du = take(&cv, (size_t)N * d), *da = take(&cv, (size_t)N * d);
-  memcpy(dx2, dout, (size_t)N * d * sizeof *dx2);
+  float *du = take(&cv, (size_t)N * d), *da = take(&cv, (size_t)N * d);
+  keel_model_copy(dx, dout, (size_t)N * d); /* the residual; dx then gathers each branch's gradient */
   double t0 = keel_now();
   if (w->moe)
     moe_backward(m, w, g, A, dout, du, B, T, &cv);
@@ -366,10 +370,9 @@ void keel_block_backward(keel_model *m, int layer, keel_layer_acts *A, const flo
                         take(&cv, (size_t)N * c->intermediate_size), take(&cv, (size_t)N * c->intermediate_size));
   double t1 = keel_now();
   m->phase_s[KEEL_PHASE_FFN] += t1 - t0;
-  m->be->rmsnorm_backward(dx2, g->ln2, du, A->x2, w->ln2, A->ln2_rstd, N, d);
+  m->be->rmsnorm_backward(dx, g->ln2, du, A->x2, w->ln2, A->ln2_rstd, N, d);
   t1 = keel_now();
-  mla_backward(m, w, g, A, dx2, da, B, T, &cv);
+  mla_backward(m, w, g, A, dx, da, B, T, &cv); /* dx is now the attention output's gradient */
   m->phase_s[KEEL_PHASE_ATTENTION] += keel_now() - t1;
-  memcpy(dx, dx2, (size_t)N * d * sizeof *dx);
   m->be->rmsnorm_backward(dx, g->ln1, da, A->x, w->ln1, A->ln1_rstd, N, d);
 }

@@ -160,6 +160,14 @@ void keel_model_zero(float *p, size_t n) {
     memset(p + i * PART, 0, (n - (size_t)i * PART < PART ? n - (size_t)i * PART : PART) * sizeof *p);
 }
 
+void keel_model_copy(float *dst, const float *src, size_t n) {
+  enum { PART = 1 << 16 };
+  long np = (long)((n + PART - 1) / PART);
+#pragma omp parallel for schedule(dynamic, 16) if (np > 1)
+  for (long i = 0; i < np; i++)
+    memcpy(dst + i * PART, src + i * PART, (n - (size_t)i * PART < PART ? n - (size_t)i * PART : PART) * sizeof *dst);
+}
+
 void keel_model_zero_grad(keel_model *m) { keel_model_zero(m->grads, m->tab.total); }
 
 void keel_model_zero_load(keel_model *m) {
@@ -176,7 +184,7 @@ static double head_loss(keel_model *m, const float *z, float *dz, const int32_t 
   double sum = 0;
   for (int n = 0; n < N; n++) sum += m->losses[n];
   if (grads) {
-    memset(dz, 0, (size_t)N * d * sizeof *dz);
+    keel_model_zero(dz, (size_t)N * d);
     m->be->matmul_backward(dz, m->g.head, m->logits, z, m->w.head, N, d, V);
   }
   m->phase_s[KEEL_PHASE_HEAD] += keel_now() - t0;
@@ -257,7 +265,6 @@ void keel_model_backward(keel_model *m, const int32_t *tokens, int B, int T) {
     m->be->rmsnorm_backward(dblock, g->head_norm, A->dz, A->out, w->head_norm, A->z_rstd, Nk, d);
     set_positions(m, B, Tk);
     /* the block backward uses the front of ws; dblock/dx sit at its end */
-    memset(dx, 0, (size_t)Nk * d * sizeof(float));
     keel_block_backward(m, L + k - 1, A, dblock, dx, B, Tk);
     float *dc = m->ws; /* (Nk, 2d), free again after the block */
     memset(dc, 0, (size_t)Nk * 2 * d * sizeof(float));
@@ -297,9 +304,9 @@ void keel_model_backward(keel_model *m, const int32_t *tokens, int B, int T) {
   for (int l = L - 1; l >= 0; l--) {
     if (m->acts_shared && l < L - 1) /* recompute this block's activations from its kept input */
       keel_block_forward(m, l, &m->acts[l], l ? m->acts[l - 1].out : m->h0, B, T, KEEL_RECOMPUTE);
-    memset(dx, 0, (size_t)N * d * sizeof(float));
     keel_block_backward(m, l, &m->acts[l], dblock, dx, B, T);
-    memcpy(dblock, dx, (size_t)N * d * sizeof(float));
+    float *t = dblock; /* this block's input gradient is the next one's output gradient */
+    dblock = dx, dx = t;
   }
   for (int n = 0; n < N; n++) {
     float *ge = m->g.embed + (size_t)tokens[n] * d;

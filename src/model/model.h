@@ -84,6 +84,8 @@ void keel_model_rope_tables(keel_model *m, int len);
 void keel_model_zero_grad(keel_model *m);
 /* p[0..n) = 0 on all threads (one thread cannot fill memory's bandwidth, and the others would wait). */
 void keel_model_zero(float *p, size_t n);
+/* dst = src, n floats, on all threads. */
+void keel_model_copy(float *dst, const float *src, size_t n);
 void keel_model_zero_load(keel_model *m);
 
 /* Forward over tokens (B, T). With targets (B, T) computes the loss (main +
@@ -110,6 +112,7 @@ enum { KEEL_RECOMPUTE = 2 };
 void keel_block_forward(keel_model *m, int layer, keel_layer_acts *A, const float *x, int B, int T, int train);
 /* The feed-forward half alone: reads A->ln2, writes A->out (no residual). */
 void keel_ffn_forward(keel_model *m, int layer, keel_layer_acts *A, int B, int T, int train);
+/* dx (N, d) = the gradient of the block's input, given dout of its output (written, not added). */
 void keel_block_backward(keel_model *m, int layer, keel_layer_acts *A, const float *dout, float *dx, int B, int T);
 
 #endif
