@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 static _Thread_local char errbuf[1024];
 
@@ -33,15 +34,28 @@ static void oom(unsigned long n) {
   abort();
 }
 
+void keel_advise_huge(void *p, unsigned long n) {
+#ifdef MADV_HUGEPAGE
+  const unsigned long huge = 2UL << 20;
+  if (n < 2 * huge) return;
+  unsigned long a = ((unsigned long)p + huge - 1) & ~(huge - 1), b = ((unsigned long)p + n) & ~(huge - 1);
+  if (b > a) madvise((void *)a, b - a, MADV_HUGEPAGE); /* a hint: where refused, pages stay small */
+#else
+  (void)p, (void)n;
+#endif
+}
+
 void *keel_xmalloc(unsigned long n) {
   void *p = malloc(n ? n : 1);
   if (!p) oom(n);
+  keel_advise_huge(p, n);
   return p;
 }
 
 void *keel_xcalloc(unsigned long n, unsigned long size) {
   void *p = calloc(n ? n : 1, size ? size : 1);
   if (!p) oom(n * size);
+  keel_advise_huge(p, n * size);
   return p;
 }
 

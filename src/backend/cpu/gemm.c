@@ -47,6 +47,7 @@ static int omp_get_num_threads(void) { return 1; }
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../core/error.h"
 #include "gemm.h"
 #include "simd.h"
 
@@ -62,6 +63,7 @@ static float *scratch(float **buf, size_t *cap, size_t n) {
     free(*buf);
     *buf = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
     if (!*buf) abort();
+    keel_advise_huge(*buf, n * sizeof(float));
     *cap = n;
   }
   return *buf;
