@@ -2,8 +2,12 @@
 #include "clock.h"
 #include "cpu.h"
 
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 typedef float v16 __attribute__((vector_size(64)));
 
@@ -52,6 +56,18 @@ double keel_cpu_fma_rate(double seconds) {
   do flops += fma_loop(300000, &sink); /* ~0.7 ms a slice */
   while ((t = keel_now() - t0) < seconds);
   return flops / t;
+}
+
+void keel_cpu_zero_stream(float *p, unsigned long n) {
+#ifdef __SSE2__
+  unsigned long k = 0;
+  for (; k < n && ((unsigned long)(p + k) & 15); k++) p[k] = 0;
+  for (; k + 4 <= n; k += 4) _mm_stream_ps(p + k, _mm_setzero_ps());
+  for (; k < n; k++) p[k] = 0;
+  _mm_sfence(); /* visible to the other threads before they read it */
+#else
+  memset(p, 0, n * sizeof *p);
+#endif
 }
 
 int keel_cpu_count(void) {

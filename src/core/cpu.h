@@ -9,5 +9,9 @@ double keel_cpu_peak_flops_per_core(void);
  * machine that lowers its clock under load, or is shared, less than the burst peak above. */
 double keel_cpu_fma_rate(double seconds);
 int keel_cpu_count(void);
+/* p[0..n) = 0 with stores that bypass the caches (x86; elsewhere memset): for arrays far larger
+ * than the caches and read again only later, which then skip reading each line before writing
+ * it. */
+void keel_cpu_zero_stream(float *p, unsigned long n);
 
 #endif

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../core/clock.h"
+#include "../core/cpu.h"
 
 static float *falloc(size_t n) { return keel_xcalloc(n ? n : 1, sizeof(float)); }
 #define ALLOC(n) falloc((size_t)(n))
@@ -152,13 +153,20 @@ keel_status keel_model_reserve(keel_model *m, int B, int T) {
   return KEEL_OK;
 }
 
-void keel_model_zero(float *p, size_t n) {
+/* In parts on all threads; `stream` for arrays read again only later (the gradients): stores
+ * that bypass the caches, and so need not read each line first (744 MB in bench-b: 36 -> 16 ms). */
+static void zero(float *p, size_t n, int stream) {
   enum { PART = 1 << 16 };
   long np = (long)((n + PART - 1) / PART);
 #pragma omp parallel for schedule(dynamic, 16) if (np > 1)
-  for (long i = 0; i < np; i++)
-    memset(p + i * PART, 0, (n - (size_t)i * PART < PART ? n - (size_t)i * PART : PART) * sizeof *p);
+  for (long i = 0; i < np; i++) {
+    size_t k = n - (size_t)i * PART < PART ? n - (size_t)i * PART : PART;
+    if (stream) keel_cpu_zero_stream(p + i * PART, k);
+    else memset(p + i * PART, 0, k * sizeof *p);
+  }
 }
+
+void keel_model_zero(float *p, size_t n) { zero(p, n, 0); }
 
 void keel_model_copy(float *dst, const float *src, size_t n) {
   enum { PART = 1 << 16 };
@@ -168,7 +176,7 @@ void keel_model_copy(float *dst, const float *src, size_t n) {
     memcpy(dst + i * PART, src + i * PART, (n - (size_t)i * PART < PART ? n - (size_t)i * PART : PART) * sizeof *dst);
 }
 
-void keel_model_zero_grad(keel_model *m) { keel_model_zero(m->grads, m->tab.total); }
+void keel_model_zero_grad(keel_model *m) { zero(m->grads, m->tab.total, 1); }
 
 void keel_model_zero_load(keel_model *m) {
   int LD = m->c.num_hidden_layers + m->c.num_nextn_predict_layers, E = m->c.n_routed_experts ? m->c.n_routed_experts : 1;

@@ -3,6 +3,7 @@
 #include <stdint.h>
 
 #include "check.h"
+#include "core/cpu.h"
 #include "core/checksum.h"
 #include "core/dtype.h"
 #include "core/error.h"
@@ -118,11 +119,25 @@ static void test_errors(void) {
   CHECK(strcmp(keel_errmsg(), "file.json: bad 7") == 0);
 }
 
+/* The streaming zero clears exactly [p, p + n) at any alignment and length. */
+static void test_zero_stream(void) {
+  float buf[80];
+  for (int off = 0; off < 5; off++)
+    for (int n = 0; n < 40; n += 3) {
+      for (int i = 0; i < 80; i++) buf[i] = 1.0f;
+      keel_cpu_zero_stream(buf + off, (unsigned long)n);
+      int bad = 0;
+      for (int i = 0; i < 80; i++) bad += buf[i] != (i >= off && i < off + n ? 0.0f : 1.0f);
+      CHECK_MSG(!bad, "offset %d, %d floats: %d wrong", off, n, bad);
+    }
+}
+
 int main(void) {
   test_strmap();
   test_xxh3();
   test_rng();
   test_dtype();
   test_errors();
+  test_zero_stream();
   return check_done("test_core");
 }
