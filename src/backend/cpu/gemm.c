@@ -21,7 +21,8 @@
  * Rows of A are read in place when they are contiguous (a_cs 1); otherwise A
  * is packed once into 6-row micro-panels, chunk by chunk, so that every read
  * is a sequential stream. Each tile asks for the next tile's rows of A and
- * for its own C rows ahead of time. With acc 0 the first chunk writes C
+ * for its own C rows ahead of time, one cache line per iteration of its
+ * first ones (a burst up front stalled it). With acc 0 the first chunk writes C
  * instead of adding to it, so callers need not zero C.
  *
  * B may come packed already (keel_cpu_gemm_pack), for callers that run
@@ -218,34 +219,47 @@ static void pack_a(float *ap, const float *a, long a_rs, long a_cs, int R, int j
  * A(r, j) = a[r*a_rs + j*a_cs] with the strides constant in each caller: rows in place
  * (a_cs 1) or a packed micro-panel (a_rs 1). Rows past `rows` repeat the
  * last one and are not stored. pf is the next tile's A (pf_rows rows,
- * pf_rs apart), fetched into L2 while this one runs. */
+ * pf_rs apart), fetched into L2 while this one runs, one line per iteration of the first ones
+ * and then this tile's C rows: a burst of them up front stalled the tile while the few fill
+ * buffers drained (perf: 7% of a bench-b step's tile samples sat on those prefetches). */
+#define TILE_STEP(j)                                                                      \
+  {                                                                                       \
+    const float *bj = bp + (long)(j) * NR;                                                \
+    v16 b0 = *(const v16 *)bj, b1 = *(const v16 *)(bj + 16);                              \
+    v16 b2 = *(const v16 *)(bj + 32), b3 = *(const v16 *)(bj + 48);                       \
+    long o = (long)(j) * a_cs;                                                            \
+    float s;                                                                              \
+    s = a0[o], c00 += s * b0, c01 += s * b1, c02 += s * b2, c03 += s * b3;                \
+    s = a1[o], c10 += s * b0, c11 += s * b1, c12 += s * b2, c13 += s * b3;                \
+    s = a2[o], c20 += s * b0, c21 += s * b1, c22 += s * b2, c23 += s * b3;                \
+    s = a3[o], c30 += s * b0, c31 += s * b1, c32 += s * b2, c33 += s * b3;                \
+    s = a4[o], c40 += s * b0, c41 += s * b1, c42 += s * b2, c43 += s * b3;                \
+    s = a5[o], c50 += s * b0, c51 += s * b1, c52 += s * b2, c53 += s * b3;                \
+  }
+
 static inline __attribute__((always_inline)) void tile_body(float *c, long ldc, const float *a, long a_rs, long a_cs,
                                                             const float *bp, int rows, int J, int cols, int acc,
                                                             const float *pf, long pf_rs, int pf_rows) {
-  for (int r = 0; r < rows; r++)
-    for (int k = 0; k < NR; k += 16) __builtin_prefetch(c + (long)r * ldc + k, 1);
   const float *a0 = a, *a1 = a + (rows > 1) * a_rs, *a2 = a + (rows > 2 ? 2 : rows - 1) * a_rs,
               *a3 = a + (rows > 3 ? 3 : rows - 1) * a_rs, *a4 = a + (rows > 4 ? 4 : rows - 1) * a_rs,
               *a5 = a + (rows > 5 ? 5 : rows - 1) * a_rs;
-  for (int r = 0; r < pf_rows; r++)
-    for (int k = 0; k < J; k += 16) __builtin_prefetch(pf + r * pf_rs + k, 0, 2);
   v16 c00 = {0}, c01 = {0}, c02 = {0}, c03 = {0}, c10 = {0}, c11 = {0}, c12 = {0}, c13 = {0};
   v16 c20 = {0}, c21 = {0}, c22 = {0}, c23 = {0}, c30 = {0}, c31 = {0}, c32 = {0}, c33 = {0};
   v16 c40 = {0}, c41 = {0}, c42 = {0}, c43 = {0}, c50 = {0}, c51 = {0}, c52 = {0}, c53 = {0};
-#pragma GCC unroll 4
-  for (int j = 0; j < J; j++) {
-    const float *bj = bp + (long)j * NR;
-    v16 b0 = *(const v16 *)bj, b1 = *(const v16 *)(bj + 16);
-    v16 b2 = *(const v16 *)(bj + 32), b3 = *(const v16 *)(bj + 48);
-    long o = (long)j * a_cs;
-    float s;
-    s = a0[o], c00 += s * b0, c01 += s * b1, c02 += s * b2, c03 += s * b3;
-    s = a1[o], c10 += s * b0, c11 += s * b1, c12 += s * b2, c13 += s * b3;
-    s = a2[o], c20 += s * b0, c21 += s * b1, c22 += s * b2, c23 += s * b3;
-    s = a3[o], c30 += s * b0, c31 += s * b1, c32 += s * b2, c33 += s * b3;
-    s = a4[o], c40 += s * b0, c41 += s * b1, c42 += s * b2, c43 += s * b3;
-    s = a5[o], c50 += s * b0, c51 += s * b1, c52 += s * b2, c53 += s * b3;
+  /* lines to fetch, q-th in order: la of the next A (row pr, offset pk), then this C's (row qr,
+   * offset qk); those the iterations cannot carry (a short J) go first */
+  int la = pf_rows * ((J + 15) / 16), lt = la + rows * (NR / 16), q = 0, pr = 0, pk = 0, qr = 0, qk = 0, j = 0;
+#define FETCH()                                                                      \
+  if (q++ < la) __builtin_prefetch(pf + pr * pf_rs + pk, 0, 2), pk += ++pr == pf_rows ? (pr = 0, 16) : 0; \
+  else __builtin_prefetch(c + (long)qr * ldc + qk, 1), qk += ++qr == rows ? (qr = 0, 16) : 0;
+  while (q < lt - J) FETCH()
+  for (; j < J && q < lt; j++) {
+    FETCH()
+    TILE_STEP(j)
   }
+#undef FETCH
+#pragma GCC unroll 4
+  for (; j < J; j++) TILE_STEP(j)
   STORE_ROW(0, 4, c00, c01, c02, c03)
   STORE_ROW(1, 4, c10, c11, c12, c13)
   STORE_ROW(2, 4, c20, c21, c22, c23)
@@ -253,6 +267,7 @@ static inline __attribute__((always_inline)) void tile_body(float *c, long ldc, 
   STORE_ROW(4, 4, c40, c41, c42, c43)
   STORE_ROW(5, 4, c50, c51, c52, c53)
 }
+#undef TILE_STEP
 
 KERNEL static void tile_rows(float *c, long ldc, const float *a, long a_rs, const float *bp, int rows, int J, int cols,
                              int acc, const float *pf, int pf_rows) {
