@@ -3,8 +3,9 @@
  * B is packed into panels of 64 columns (J x 64, contiguous, zero-padded; a
  * typed weight is dequantised while packing, a weight used as W^T goes
  * through 16 x 16 register transposes). A 6 x 64 register tile (24
- * vector accumulators) multiplies 6 rows of A by a chunk of KC rows of a
- * panel: the chunk (48 KiB) stays in L1 while the tile walks down a block of
+ * vector accumulators) multiplies 6 rows of A by a chunk of at most KC rows
+ * of a panel (J cut into chunks of equal depth): the chunk (up to 48 KiB)
+ * stays in L1 while the tile walks down a block of
  * MC rows of A. For each block, every panel of a group (as many as fit
  * 512 KiB of packed B, in L2) runs all its chunks, so the block's C tiles
  * stay in L1/L2 over the whole reduction and A's block (48 x J) in L2.
@@ -351,20 +352,23 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
   if (J == 0 && !acc)
     for (int r = 0; r < R; r++) memset(c + (long)r * ldc, 0, (size_t)S * sizeof *c);
   if (R <= 0 || J <= 0 || S <= 0) return;
+  long budget = L2B / (long)sizeof(float), most = budget / ((long)KC * NR);
+  int super = !b->packed && (long)J * NR > budget, nk = 1, kp = J;
+  /* chunks of equal depth, at most KC (J 1024: 6 of 171, not 5 of 192 and one of 64, whose
+   * short tiles ran at a fraction of the others' speed); past the budget, KC exactly */
+  int kcs = super ? KC : (J + (J + KC - 1) / KC - 1) / ((J + KC - 1) / KC);
   float *ap = NULL;
   if (a_cs != 1) { /* A is read down its columns: pack it, chunk by chunk */
     bufs *mine = my_bufs();
     ap = scratch(&mine->a, &mine->a_cap, (size_t)nb * J * MR);
-    for (int j0 = 0; j0 < J; j0 += KC)
-      pack_a(ap + (long)nb * j0 * MR, a, a_rs, a_cs, R, j0, J - j0 < KC ? J - j0 : KC);
+    for (int j0 = 0; j0 < J; j0 += kcs)
+      pack_a(ap + (long)nb * j0 * MR, a, a_rs, a_cs, R, j0, J - j0 < kcs ? J - j0 : kcs);
   }
   /* budget: floats of packed B a thread keeps. Past it (one panel of J rows does not fit), B is
    * packed in super-chunks of J, and J is also split in nk parts of kp rows: part 0 adds into
    * C, part k > 0 into its own R x S buffer, added to C in order at the end. The parts depend
    * on the shape only, so the sums do not depend on the thread count; they give a few large
    * units more, smaller ones. */
-  long budget = L2B / (long)sizeof(float), most = budget / ((long)KC * NR);
-  int super = !b->packed && (long)J * NR > budget, nk = 1, kp = J;
   float *part = NULL;
   if (super) {
     long room = (16L << 20) / ((long)R * S); /* partial sums of at most 64 MB */
@@ -428,8 +432,8 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
           int i1 = r_hi - i0 < MC ? r_hi : i0 + MC;
           for (int p = g0; p < g1; p++) {
             int cols = S - p * NR < NR ? S - p * NR : NR;
-            for (int j0 = js; j0 < js + jn; j0 += KC) {
-              int kc = j_hi - j0 < KC ? j_hi - j0 : KC, add = acc0 || j0 > j_lo;
+            for (int j0 = js; j0 < js + jn; j0 += kcs) {
+              int kc = j_hi - j0 < kcs ? j_hi - j0 : kcs, add = acc0 || j0 > j_lo;
               const float *bc = bp + (long)(p - g0) * ps + (long)(j0 - js) * NR;
               if (cols <= 32) { /* a narrow last panel: 12-row tiles */
                 for (int r0 = i0; r0 < i1; r0 += 2 * MR) {
