@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "backend/backend.h"
+#include "backend/cpu/gemm.h"
 #include "backend/cpu/simd.h"
 #include "check.h"
 #include "core/dtype.h"
@@ -273,6 +274,29 @@ int main(void) {
     for (int k = 0; k < 2; k++) free(o[k]), free(dx[k]), free(dw[k]);
     free(x), free(w);
   }
+  /* few rows against W^T run transposed (C^T = W A^T): the same bits as with W^T stored as a
+   * plain matrix, which takes the usual path; with and without accumulating, one and two
+   * threads, J past a panel's L2 share (super-chunks and parts) in the last shape */
+  static const int few[][3] = {{1, 70, 40}, {5, 300, 100}, {40, 512, 352}, {128, 352, 512}, {20, 2100, 300}};
+  for (size_t f = 0; f < sizeof few / sizeof *few; f++)
+    for (int acc = 0; acc < 2; acc++) {
+      int n = few[f][0], kk = few[f][1], m = few[f][2], bad = 0;
+      float *x = rnd(&r, (size_t)n * kk), *w = rnd(&r, (size_t)m * kk), *wt = keel_xmalloc((size_t)kk * m * 4);
+      float *c0 = rnd(&r, (size_t)n * m), *c1 = keel_xmalloc((size_t)n * m * 4), *c2 = keel_xmalloc((size_t)n * m * 4);
+      for (int i = 0; i < m; i++)
+        for (int k = 0; k < kk; k++) wt[(size_t)k * m + i] = w[(size_t)i * kk + k];
+      for (int th = 1; th <= 2; th++) {
+        omp_set_num_threads(th);
+        memcpy(c1, c0, (size_t)n * m * 4), memcpy(c2, c0, (size_t)n * m * 4);
+        keel_gemm_b bw = keel_gemm_f32(w, 1, kk), bwt = keel_gemm_f32(wt, m, 1);
+        keel_cpu_gemm(c1, m, x, kk, 1, &bw, n, kk, m, acc);
+        keel_cpu_gemm(c2, m, x, kk, 1, &bwt, n, kk, m, acc);
+        bad += memcmp(c1, c2, (size_t)n * m * 4) != 0;
+      }
+      omp_set_num_threads(omp_get_num_procs());
+      CHECK_MSG(!bad, "few rows %dx%dx%d acc %d: not the same bits as the plain path", n, kk, m, acc);
+      free(x), free(w), free(wt), free(c0), free(c1), free(c2);
+    }
   fprintf(stderr, "fast vs reference GEMM: worst relative error %.2e\n", worst);
   return check_done("test_backend");
 }

@@ -73,8 +73,8 @@ static float *scratch(float **buf, size_t *cap, size_t n) {
 
 /* Each thread's packing buffers and the ops' scratch, freed when the thread ends. */
 typedef struct bufs {
-  float *a, *b, *row, *part, *op[2];
-  size_t a_cap, b_cap, row_cap, part_cap, op_cap[2];
+  float *a, *b, *row, *part, *ct, *op[2];
+  size_t a_cap, b_cap, row_cap, part_cap, ct_cap, op_cap[2];
 } bufs;
 
 static pthread_key_t bufs_key;
@@ -82,7 +82,7 @@ static pthread_once_t bufs_once = PTHREAD_ONCE_INIT;
 
 static void bufs_free(void *p) {
   bufs *t = p;
-  free(t->a), free(t->b), free(t->row), free(t->part), free(t->op[0]), free(t->op[1]), free(t);
+  free(t->a), free(t->b), free(t->row), free(t->part), free(t->ct), free(t->op[0]), free(t->op[1]), free(t);
 }
 
 static void bufs_init(void) { pthread_key_create(&bufs_key, bufs_free); }
@@ -346,12 +346,33 @@ void keel_cpu_gemm_pack(float *dst, long ps, const keel_gemm_b *b, int J, int S)
   for (int p = 0; p < (S + NR - 1) / NR; p++) pack_panel(dst + (long)p * ps, b, 0, J, p * NR, S);
 }
 
+/* Few rows of A in place against a float B used as W^T (its columns contiguous: a weight): the
+ * product runs transposed, C^T = B^T A^T, so the weight is read in place as the A side and only
+ * the few rows are packed, transposed, as the B side; C^T is added into C after. Packing the
+ * weight (J x S, 16 x 16 transposes) had cost an expert's forward GEMM a fifth of its time.
+ * Every C element sums the same products in the same order, so the bits are the same. */
+static int few_rows(long a_cs, const keel_gemm_b *b, int R, int S) {
+  return a_cs == 1 && !b->packed && !b->w && b->rs == 1 && b->cs != 1 && R <= 64 && 2 * R <= S;
+}
+
 void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, const keel_gemm_b *b, int R, int J,
                    int S, int acc) {
   int np = (S + NR - 1) / NR, nb = (R + MR - 1) / MR;
   if (J == 0 && !acc)
     for (int r = 0; r < R; r++) memset(c + (long)r * ldc, 0, (size_t)S * sizeof *c);
   if (R <= 0 || J <= 0 || S <= 0) return;
+  if (few_rows(a_cs, b, R, S)) {
+    bufs *mine = my_bufs();
+    float *ct = scratch(&mine->ct, &mine->ct_cap, (size_t)S * R); /* C^T, S x R */
+    if (acc)
+      for (int r = 0; r < R; r++)
+        for (int s = 0; s < S; s++) ct[(long)s * R + r] = c[(long)r * ldc + s];
+    keel_gemm_b at = keel_gemm_f32(a, 1, a_rs); /* B'(j, r) = A(r, j) */
+    keel_cpu_gemm(ct, R, b->b, b->cs, 1, &at, S, J, R, acc);
+    for (int r = 0; r < R; r++)
+      for (int s = 0; s < S; s++) c[(long)r * ldc + s] = ct[(long)s * R + r];
+    return;
+  }
   long budget = L2B / (long)sizeof(float), most = budget / ((long)KC * NR);
   int super = !b->packed && (long)J * NR > budget, nk = 1, kp = J;
   /* chunks of equal depth, at most KC (J 1024: 6 of 171, not 5 of 192 and one of 64, whose
