@@ -346,11 +346,12 @@ void keel_cpu_gemm_pack(float *dst, long ps, const keel_gemm_b *b, int J, int S)
   for (int p = 0; p < (S + NR - 1) / NR; p++) pack_panel(dst + (long)p * ps, b, 0, J, p * NR, S);
 }
 
-/* Few rows of A in place against a float B used as W^T (its columns contiguous: a weight): the
- * product runs transposed, C^T = B^T A^T, so the weight is read in place as the A side and only
- * the few rows are packed, transposed, as the B side; C^T is added into C after. Packing the
- * weight (J x S, 16 x 16 transposes) had cost an expert's forward GEMM a fifth of its time.
- * Every C element sums the same products in the same order, so the bits are the same. */
+/* Few rows (up to 64) of A in place against a float B used as W^T (its columns contiguous: a
+ * weight): the product runs transposed, C^T = B^T A^T, so the weight is read in place as the A
+ * side and only the few rows are packed, transposed, as the B side; C^T (holding C first when
+ * accumulating) is copied back into C. Packing the weight (J x S, 16 x 16 transposes) had cost
+ * a small expert's forward GEMM as much as its arithmetic. Every C element sums the same
+ * products in the same order, so the bits are those of the plain path. */
 static int few_rows(long a_cs, const keel_gemm_b *b, int R, int S) {
   return a_cs == 1 && !b->packed && !b->w && b->rs == 1 && b->cs != 1 && R <= 64 && 2 * R <= S;
 }
