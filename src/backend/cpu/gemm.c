@@ -374,11 +374,16 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
       for (int s = 0; s < S; s++) c[(long)r * ldc + s] = ct[(long)s * R + r];
     return;
   }
+  /* budget: floats of packed B a thread keeps. Past it (one panel of J rows does not fit), B is
+   * packed in super-chunks of J, and J is also split in nk parts of kp rows: part 0 adds into
+   * C, part k > 0 into its own R x S buffer, added to C in order at the end. The parts depend
+   * on the shape only, so the sums do not depend on the thread count; they give a few large
+   * units more, smaller ones. */
   long budget = L2B / (long)sizeof(float), most = budget / ((long)KC * NR);
   int super = !b->packed && (long)J * NR > budget, nk = 1, kp = J;
   /* chunks of equal depth, at most KC (J 1024: 6 of 171, not 5 of 192 and one of 64, whose
    * short tiles ran at a fraction of the others' speed); past the budget, KC exactly */
-  int kcs = super ? KC : (J + (J + KC - 1) / KC - 1) / ((J + KC - 1) / KC);
+  int nch = (J + KC - 1) / KC, kcs = super ? KC : (J + nch - 1) / nch;
   float *ap = NULL;
   if (a_cs != 1) { /* A is read down its columns: pack it, chunk by chunk */
     bufs *mine = my_bufs();
@@ -386,11 +391,6 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
     for (int j0 = 0; j0 < J; j0 += kcs)
       pack_a(ap + (long)nb * j0 * MR, a, a_rs, a_cs, R, j0, J - j0 < kcs ? J - j0 : kcs);
   }
-  /* budget: floats of packed B a thread keeps. Past it (one panel of J rows does not fit), B is
-   * packed in super-chunks of J, and J is also split in nk parts of kp rows: part 0 adds into
-   * C, part k > 0 into its own R x S buffer, added to C in order at the end. The parts depend
-   * on the shape only, so the sums do not depend on the thread count; they give a few large
-   * units more, smaller ones. */
   float *part = NULL;
   if (super) {
     long room = (16L << 20) / ((long)R * S); /* partial sums of at most 64 MB */

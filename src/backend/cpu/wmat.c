@@ -162,8 +162,10 @@ ROWS_KERNEL(rows512_fp8, deq512_fp8, 1, KEEL_W_FP8, A512, hsum512)
       for (int m = 0; m < w->M; m++) {                                                                 \
         const uint8_t *wr = base + ((long)m * K + k0) * (ESZ);                                         \
         float xm = TYPE == KEEL_W_INT8 ? x[m] * w->scale[m] : x[m], x0 = xm, x1 = xm;                  \
-        if (TYPE == KEEL_W_FP8) /* columns k0.. and k0 + 128.. have a block scale each */              \
-          x0 *= fp8_scales(w, m)[k0 >> 7] * FP8_UNIT, x1 *= fp8_scales(w, m)[(k0 >> 7) + 1] * FP8_UNIT;  \
+        if (TYPE == KEEL_W_FP8) { /* columns k0.. and k0 + 128.. have a block scale each */            \
+          const float *sr = fp8_scales(w, m) + (k0 >> 7);                                              \
+          x0 *= sr[0] * FP8_UNIT, x1 *= sr[1] * FP8_UNIT;                                              \
+        }                                                                                              \
         v16 t;                                                                                         \
         EACH16(COLS_FMA, DEQ, ESZ, TYPE)                                                               \
       }                                                                                                \
