@@ -33,8 +33,6 @@ void keel_train_defaults(keel_train_opts *o) {
   o->keep_last = 3, o->keep_every = 0, o->spike_z = 6.0f, o->spike_window = 50, o->max_rollbacks = 2;
 }
 
-/* Training FLOPs per token: 6 x (active matrix parameters) plus attention scores
- * and values over an average causal span of T/2, forward and backward. */
 static double evaluate(keel_model *m, const keel_shard *val, int B, int T, int batches, int32_t *x, int32_t *y) {
   keel_loader l;
   if (keel_loader_init(&l, val, B, T, 12345)) return NAN;
