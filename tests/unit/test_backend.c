@@ -223,15 +223,27 @@ int main(void) {
     for (int k = 0; k < 4; k++) free(st[0][k]), free(st[1][k]);
     free(g);
   }
-  /* decode attention over a latent cache */
+  /* decode attention over a latent cache: head groups of 6 (5, 12 and 13 heads: one group
+   * short, none, a three-way split), position blocks of 4 and column tiles of 64 with and
+   * without remainders, widths past and short of a vector; the same bits on 1 and 2 threads */
   {
-    int len = 37, H = 5, rkv = 40, dr = 8;
-    float *qa = rnd(&r, (size_t)H * rkv), *qp = rnd(&r, (size_t)H * dr), *ck = rnd(&r, (size_t)len * rkv);
-    float *kp = rnd(&r, (size_t)len * dr), *o1 = keel_xmalloc((size_t)H * rkv * 4), *o2 = keel_xmalloc((size_t)H * rkv * 4);
-    fast->attention_latent(o1, qa, qp, ck, kp, len, H, rkv, dr, 0.2f);
-    ref->attention_latent(o2, qa, qp, ck, kp, len, H, rkv, dr, 0.2f);
-    CHECK_MSG(rel(o1, o2, (size_t)H * rkv) < 1e-5, "attention_latent: %.3g", rel(o1, o2, (size_t)H * rkv));
-    free(qa), free(qp), free(ck), free(kp), free(o1), free(o2);
+    static const int lat_shapes[][4] = {{37, 5, 40, 8}, {1, 12, 512, 64}, {130, 12, 72, 24}, {9, 13, 16, 16}};
+    for (int t = 0; t < 4; t++) {
+      int len = lat_shapes[t][0], H = lat_shapes[t][1], rkv = lat_shapes[t][2], dr = lat_shapes[t][3];
+      size_t no = (size_t)H * rkv;
+      float *qa = rnd(&r, no), *qp = rnd(&r, (size_t)H * dr), *ck = rnd(&r, (size_t)len * rkv);
+      float *kp = rnd(&r, (size_t)len * dr), *o[3];
+      for (int k = 0; k < 3; k++) o[k] = keel_xmalloc(no * 4);
+      ref->attention_latent(o[2], qa, qp, ck, kp, len, H, rkv, dr, 0.2f);
+      for (int k = 0; k < 2; k++) {
+        omp_set_num_threads(k + 1);
+        fast->attention_latent(o[k], qa, qp, ck, kp, len, H, rkv, dr, 0.2f);
+      }
+      omp_set_num_threads(omp_get_num_procs());
+      CHECK_MSG(rel(o[0], o[2], no) < 1e-5, "attention_latent %d x %d x %d: %.3g", len, H, rkv, rel(o[0], o[2], no));
+      CHECK_MSG(!memcmp(o[0], o[1], no * 4), "attention_latent %d x %d x %d: 1 and 2 threads differ", len, H, rkv);
+      free(qa), free(qp), free(ck), free(kp), free(o[0]), free(o[1]), free(o[2]);
+    }
   }
   /* attention forward and backward: one causal block, then T past it and not a multiple of it */
   for (int pass = 0; pass < 2; pass++) {
