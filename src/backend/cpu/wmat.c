@@ -157,10 +157,13 @@ ROWS_KERNEL(rows512_fp8, deq512_fp8, 1, KEEL_W_FP8, A512, hsum512)
   ATTR static void NAME(float *out, const float *x, const keel_wmat *w) {                             \
     int K = w->K, K256 = K & ~255;                                                                     \
     const uint8_t *base = w->data;                                                                     \
+    long ahead = PF_AHEAD / ((long)K * (ESZ)) > 0 ? PF_AHEAD / ((long)K * (ESZ)) * K * (ESZ) : (long)K * (ESZ); \
     for (int k0 = 0; k0 < K256; k0 += 256) {                                                           \
       EACH16(COLS_ZERO, DEQ, ESZ, TYPE)                                                                \
       for (int m = 0; m < w->M; m++) {                                                                 \
         const uint8_t *wr = base + ((long)m * K + k0) * (ESZ);                                         \
+        for (int pf = 0; pf < 256 * (ESZ); pf += 64) /* this chunk of a row PF_AHEAD bytes on */       \
+          __builtin_prefetch(wr + ahead + pf);                                                         \
         float xm = TYPE == KEEL_W_INT8 ? x[m] * w->scale[m] : x[m], x0 = xm, x1 = xm;                  \
         if (TYPE == KEEL_W_FP8) { /* columns k0.. and k0 + 128.. have a block scale each */            \
           const float *sr = fp8_scales(w, m) + (k0 >> 7);                                              \
