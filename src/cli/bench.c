@@ -262,9 +262,9 @@ int keel_cmd_bench(int argc, char **argv) {
   sustained += keel_cpu_fma_rate(2.0);
   double bw = keel_bench_triad();
   if (bw <= 0) return keel_cli_error("bench", keel_fail(KEEL_ERR_NOMEM, "no memory for the triad"));
-  printf("machine: %d threads, FMA peak %.0f GFLOP/s (measured: best of short bursts; %.0f held for 2 s on every "
-         "thread), triad bandwidth %.1f GB/s (measured)\n",
-         nt, peak / 1e9, sustained / 1e9, bw / 1e9);
+  printf("machine: %d threads, %s kernels, FMA peak %.0f GFLOP/s (measured: best of short bursts; %.0f held for 2 s "
+         "on every thread), triad bandwidth %.1f GB/s (measured)\n",
+         nt, keel_cpu_isa_name(keel_cpu_isa()), peak / 1e9, sustained / 1e9, bw / 1e9);
   static const int shapes[][3] = {{1024, 128, 384}, {1024, 384, 128}, {1024, 768, 2048}, {1024, 2048, 768},
                                   {1024, 768, 32000}, {256, 512, 352}};
   if (infer && (prompt < 1 || gen < 1)) return keel_cli_usage_error("bench", "--prompt and --gen must be >= 1");

@@ -1,4 +1,4 @@
-/* FMA peak measurement, dispatched at run time to the widest vector ISA. */
+/* The vector ISA the fast kernels use, and the FMA peak measured with it. */
 #include "clock.h"
 #include "cpu.h"
 
@@ -9,31 +9,80 @@
 #include <emmintrin.h>
 #endif
 
-typedef float v16 __attribute__((vector_size(64)));
+#include <stdio.h>
+#include <stdlib.h>
 
-/* 12 independent accumulators in registers hide the FMA latency; returns FLOPs done. */
-#ifdef __clang__ /* clang contracts a*b+c into FMA by default */
-__attribute__((target_clones("avx512f", "arch=haswell", "default")))
-#else
-__attribute__((target_clones("avx512f", "arch=haswell", "default"), optimize("fp-contract=fast")))
+keel_isa keel_cpu_isa(void) {
+  static int isa = -1;
+  if (isa >= 0) return (keel_isa)isa;
+  int best = KEEL_ISA_PORTABLE;
+#if defined(__x86_64__) || defined(__i386__)
+  if (__builtin_cpu_supports("avx512f")) best = KEEL_ISA_AVX512;
+  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = KEEL_ISA_AVX2;
 #endif
+  const char *want = getenv("KEEL_CPU");
+  int asked = best;
+  if (want && *want) {
+    asked = !strcmp(want, "portable") ? KEEL_ISA_PORTABLE : !strcmp(want, "avx2") ? KEEL_ISA_AVX2
+            : !strcmp(want, "avx512") ? KEEL_ISA_AVX512 : -1;
+    if (asked < 0 || asked > best) {
+      fprintf(stderr, "keel: KEEL_CPU=%s: not one of portable, avx2, avx512 this CPU runs; using %s\n", want,
+              keel_cpu_isa_name((keel_isa)best));
+      asked = best;
+    }
+  }
+  isa = asked;
+  return (keel_isa)isa;
+}
+
+const char *keel_cpu_isa_name(keel_isa isa) {
+  return isa == KEEL_ISA_AVX512 ? "avx512" : isa == KEEL_ISA_AVX2 ? "avx2" : "portable";
+}
+
+/* 12 independent accumulators in registers hide the FMA latency; returns FLOPs done. One body
+ * per vector width, so each ISA keeps its 12 accumulators in registers (16-float vectors on
+ * AVX2's 16 registers would spill). */
+typedef float v16 __attribute__((vector_size(64)));
+typedef float v8 __attribute__((vector_size(32)));
+typedef float v4 __attribute__((vector_size(16)));
+#define FMA_LOOP(NAME, V, W, ATTR)                                                                    \
+  ATTR static double NAME(long iters, float *sink) {                                                  \
+    V mul, add, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11;                                     \
+    for (int i = 0; i < (W); i++) {                                                                   \
+      mul[i] = 0.999999f, add[i] = 1e-7f;                                                             \
+      a0[i] = a1[i] = a2[i] = a3[i] = a4[i] = a5[i] = (float)i;                                       \
+      a6[i] = a7[i] = a8[i] = a9[i] = a10[i] = a11[i] = (float)(i + 1);                               \
+    }                                                                                                 \
+    for (long it = 0; it < iters; it++) {                                                             \
+      a0 = a0 * mul + add, a1 = a1 * mul + add, a2 = a2 * mul + add, a3 = a3 * mul + add;             \
+      a4 = a4 * mul + add, a5 = a5 * mul + add, a6 = a6 * mul + add, a7 = a7 * mul + add;             \
+      a8 = a8 * mul + add, a9 = a9 * mul + add, a10 = a10 * mul + add, a11 = a11 * mul + add;         \
+    }                                                                                                 \
+    V t = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11;                                \
+    float s = 0;                                                                                      \
+    for (int i = 0; i < (W); i++) s += t[i];                                                          \
+    *sink = s;                                                                                        \
+    return (double)iters * 12 * (W) * 2;                                                              \
+  }
+#ifdef __clang__ /* clang contracts a*b+c into FMA by default */
+#define CONTRACT
+#else
+#define CONTRACT optimize("fp-contract=fast")
+#endif
+#if defined(__x86_64__) || defined(__i386__)
+FMA_LOOP(fma_loop512, v16, 16, __attribute__((target("avx512f"), CONTRACT)))
+FMA_LOOP(fma_loop256, v8, 8, __attribute__((target("avx2,fma"), CONTRACT)))
+#endif
+FMA_LOOP(fma_loop128, v4, 4, __attribute__((CONTRACT)))
+
+/* The loop of the ISA the kernels run (keel_cpu_isa). */
 static double fma_loop(long iters, float *sink) {
-  v16 mul, add, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11;
-  for (int i = 0; i < 16; i++) {
-    mul[i] = 0.999999f, add[i] = 1e-7f;
-    a0[i] = a1[i] = a2[i] = a3[i] = a4[i] = a5[i] = (float)i;
-    a6[i] = a7[i] = a8[i] = a9[i] = a10[i] = a11[i] = (float)(i + 1);
-  }
-  for (long it = 0; it < iters; it++) {
-    a0 = a0 * mul + add, a1 = a1 * mul + add, a2 = a2 * mul + add, a3 = a3 * mul + add;
-    a4 = a4 * mul + add, a5 = a5 * mul + add, a6 = a6 * mul + add, a7 = a7 * mul + add;
-    a8 = a8 * mul + add, a9 = a9 * mul + add, a10 = a10 * mul + add, a11 = a11 * mul + add;
-  }
-  v16 t = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11;
-  float s = 0;
-  for (int i = 0; i < 16; i++) s += t[i];
-  *sink = s;
-  return (double)iters * 12 * 16 * 2;
+#if defined(__x86_64__) || defined(__i386__)
+  keel_isa isa = keel_cpu_isa();
+  if (isa == KEEL_ISA_AVX512) return fma_loop512(iters, sink);
+  if (isa == KEEL_ISA_AVX2) return fma_loop256(iters, sink);
+#endif
+  return fma_loop128(iters, sink);
 }
 
 double keel_cpu_peak_flops_per_core(void) {

@@ -2,8 +2,15 @@
 #ifndef KEEL_CORE_CPU_H
 #define KEEL_CORE_CPU_H
 
-/* fp32 FLOP/s of one core running independent FMAs with the widest vector
- * unit the CPU has (measured for ~70 ms on first call, then cached). */
+/* The vector instruction sets the fast CPU kernels are written for. */
+typedef enum { KEEL_ISA_PORTABLE, KEEL_ISA_AVX2, KEEL_ISA_AVX512 } keel_isa;
+/* The one the kernels use: the widest this CPU has (AVX-512F; AVX2 with FMA; else portable
+ * vector code), or a narrower one named by KEEL_CPU=portable|avx2|avx512 (the tests run each
+ * path this way; a value this CPU cannot run is reported on stderr and ignored). Read once. */
+keel_isa keel_cpu_isa(void);
+const char *keel_cpu_isa_name(keel_isa isa);
+/* fp32 FLOP/s of one core running independent FMAs with the vector unit of keel_cpu_isa
+ * (measured for ~70 ms on first call, then cached). */
 double keel_cpu_peak_flops_per_core(void);
 /* fp32 FLOP/s of the calling thread running the same FMAs for `seconds` without a break: on a
  * machine that lowers its clock under load, or is shared, less than the burst peak above. */

@@ -49,6 +49,7 @@ static int omp_get_num_threads(void) { return 1; }
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../core/cpu.h"
 #include "../../core/error.h"
 #include "gemm.h"
 #include "simd.h"
@@ -270,12 +271,12 @@ static inline __attribute__((always_inline)) void tile_body(float *c, long ldc, 
 }
 #undef TILE_STEP
 
-KERNEL static void tile_rows(float *c, long ldc, const float *a, long a_rs, const float *bp, int rows, int J, int cols,
+KERNEL512 static void tile_rows512(float *c, long ldc, const float *a, long a_rs, const float *bp, int rows, int J, int cols,
                              int acc, const float *pf, int pf_rows) {
   tile_body(c, ldc, a, a_rs, 1, bp, rows, J, cols, acc, pf, a_rs, pf_rows);
 }
 
-KERNEL static void tile_packed(float *c, long ldc, const float *ap, const float *bp, int rows, int J, int cols,
+KERNEL512 static void tile_packed512(float *c, long ldc, const float *ap, const float *bp, int rows, int J, int cols,
                                int acc, const float *pf) {
   tile_body(c, ldc, ap, 1, MR, bp, rows, J, cols, acc, pf, J, MR); /* a micro-panel: MR pieces of J floats */
 }
@@ -332,14 +333,108 @@ static inline __attribute__((always_inline)) void half_body(float *c, long ldc, 
 }
 #undef STORE_ROW
 
-KERNEL static void half_rows(float *c, long ldc, const float *a, long a_rs, const float *bp, int rows, int J, int cols,
+KERNEL512 static void half_rows512(float *c, long ldc, const float *a, long a_rs, const float *bp, int rows, int J, int cols,
                              int acc) {
   half_body(c, ldc, a, a + MR * a_rs, a_rs, 1, bp, rows, J, cols, acc);
 }
 
-KERNEL static void half_packed(float *c, long ldc, const float *ap, const float *ap_next, const float *bp, int rows,
+KERNEL512 static void half_packed512(float *c, long ldc, const float *ap, const float *ap_next, const float *bp, int rows,
                                int J, int cols, int acc) {
   half_body(c, ldc, ap, ap_next, 1, MR, bp, rows, J, cols, acc);
+}
+
+/* The tiles for CPUs without AVX-512 (and KEEL_CPU=avx2|portable): the same C (rows x cols)
+ * += A B over a panel chunk, as slices of two vectors' width (AVX2: 16 columns; portable: 8)
+ * and six rows, in 12 vector accumulators, which the 16 registers hold (the 16-float tiles
+ * above, compiled for AVX2, spilled theirs and ran at 3 GFLOP/s). A row block of up to 12
+ * (the narrow last panel's) is two of them. */
+typedef float v4 __attribute__((vector_size(16), aligned(4)));
+#define NSTORE(r, x, y, V, VW)                                                                 \
+  if (rows > r) {                                                                              \
+    float *cr = c + (long)(r) * ldc + s0;                                                      \
+    if (w == 2 * VW && acc) {                                                                  \
+      *(V *)cr += x, *(V *)(cr + VW) += y;                                                     \
+    } else if (w == 2 * VW) {                                                                  \
+      *(V *)cr = x, *(V *)(cr + VW) = y;                                                       \
+    } else {                                                                                   \
+      for (int k = 0; k < w; k++) cr[k] = (acc ? cr[k] : 0.0f) + (k < VW ? x[k] : y[k - VW]); \
+    }                                                                                          \
+  }
+#define NARROW_BODY(NAME, V, VW)                                                                                     \
+  static inline __attribute__((always_inline)) void NAME(float *c, long ldc, const float *a, long a_rs, long a_cs,   \
+                                                         const float *bp, int rows, int J, int cols, int acc) {     \
+    const float *a0 = a, *a1 = a + (rows > 1) * a_rs, *a2 = a + (rows > 2 ? 2 : rows - 1) * a_rs,                 \
+                *a3 = a + (rows > 3 ? 3 : rows - 1) * a_rs, *a4 = a + (rows > 4 ? 4 : rows - 1) * a_rs,           \
+                *a5 = a + (rows > 5 ? 5 : rows - 1) * a_rs;                                                         \
+    for (int s0 = 0; s0 < cols; s0 += 2 * VW) {                                                                     \
+      V c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0};                                           \
+      V c30 = {0}, c31 = {0}, c40 = {0}, c41 = {0}, c50 = {0}, c51 = {0};                                           \
+      for (int j = 0; j < J; j++) {                                                                                 \
+        const float *bj = bp + (long)j * NR + s0;                                                                   \
+        V b0 = *(const V *)bj, b1 = *(const V *)(bj + VW);                                                          \
+        long o = (long)j * a_cs;                                                                                    \
+        float t;                                                                                                    \
+        t = a0[o], c00 += t * b0, c01 += t * b1;                                                                    \
+        t = a1[o], c10 += t * b0, c11 += t * b1;                                                                    \
+        t = a2[o], c20 += t * b0, c21 += t * b1;                                                                    \
+        t = a3[o], c30 += t * b0, c31 += t * b1;                                                                    \
+        t = a4[o], c40 += t * b0, c41 += t * b1;                                                                    \
+        t = a5[o], c50 += t * b0, c51 += t * b1;                                                                    \
+      }                                                                                                             \
+      int w = cols - s0 < 2 * VW ? cols - s0 : 2 * VW;                                                              \
+      NSTORE(0, c00, c01, V, VW)                                                                                    \
+      NSTORE(1, c10, c11, V, VW)                                                                                    \
+      NSTORE(2, c20, c21, V, VW)                                                                                    \
+      NSTORE(3, c30, c31, V, VW)                                                                                    \
+      NSTORE(4, c40, c41, V, VW)                                                                                    \
+      NSTORE(5, c50, c51, V, VW)                                                                                    \
+    }                                                                                                               \
+  }
+NARROW_BODY(narrow_body256, v8, 8)
+NARROW_BODY(narrow_body128, v4, 4)
+#undef NARROW_BODY
+#undef NSTORE
+
+#define NARROW_TILES(SUF, ATTR)                                                                                    \
+  ATTR static void tile_rows##SUF(float *c, long ldc, const float *a, long a_rs, const float *bp, int rows, int J, \
+                                  int cols, int acc, const float *pf, int pf_rows) {                               \
+    narrow_body##SUF(c, ldc, a, a_rs, 1, bp, rows, J, cols, acc);                                                       \
+  }                                                                                                                \
+  ATTR static void tile_packed##SUF(float *c, long ldc, const float *ap, const float *bp, int rows, int J,         \
+                                    int cols, int acc, const float *pf) {                                          \
+    narrow_body##SUF(c, ldc, ap, 1, MR, bp, rows, J, cols, acc);                                                        \
+  }                                                                                                                \
+  ATTR static void half_rows##SUF(float *c, long ldc, const float *a, long a_rs, const float *bp, int rows, int J, \
+                                  int cols, int acc) {                                                             \
+    narrow_body##SUF(c, ldc, a, a_rs, 1, bp, rows < MR ? rows : MR, J, cols, acc);                                      \
+    if (rows > MR) narrow_body##SUF(c + MR * ldc, ldc, a + MR * a_rs, a_rs, 1, bp, rows - MR, J, cols, acc);            \
+  }                                                                                                                \
+  ATTR static void half_packed##SUF(float *c, long ldc, const float *ap, const float *ap_next, const float *bp,    \
+                                    int rows, int J, int cols, int acc) {                                          \
+    narrow_body##SUF(c, ldc, ap, 1, MR, bp, rows < MR ? rows : MR, J, cols, acc);                                       \
+    if (rows > MR) narrow_body##SUF(c + MR * ldc, ldc, ap_next, 1, MR, bp, rows - MR, J, cols, acc);                    \
+  }
+NARROW_TILES(256, KERNEL256)
+NARROW_TILES(128, KERNEL128)
+#undef NARROW_TILES
+
+/* The tiles of the ISA the kernels run (keel_cpu_isa). */
+typedef struct tiles {
+  void (*rows)(float *c, long ldc, const float *a, long a_rs, const float *bp, int rows, int J, int cols, int acc,
+               const float *pf, int pf_rows);
+  void (*packed)(float *c, long ldc, const float *ap, const float *bp, int rows, int J, int cols, int acc,
+                 const float *pf);
+  void (*half_rows)(float *c, long ldc, const float *a, long a_rs, const float *bp, int rows, int J, int cols, int acc);
+  void (*half_packed)(float *c, long ldc, const float *ap, const float *ap_next, const float *bp, int rows, int J,
+                      int cols, int acc);
+} tiles;
+
+static const tiles *the_tiles(void) {
+  static const tiles t512 = {tile_rows512, tile_packed512, half_rows512, half_packed512},
+                     t256 = {tile_rows256, tile_packed256, half_rows256, half_packed256},
+                     t128 = {tile_rows128, tile_packed128, half_rows128, half_packed128};
+  keel_isa isa = keel_cpu_isa();
+  return isa == KEEL_ISA_AVX512 ? &t512 : isa == KEEL_ISA_AVX2 ? &t256 : &t128;
 }
 
 void keel_cpu_gemm_pack(float *dst, long ps, const keel_gemm_b *b, int J, int S) {
@@ -402,6 +497,7 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
       part = scratch(&mine->part, &mine->part_cap, (size_t)(nk - 1) * R * S);
     }
   }
+  const tiles *tk = the_tiles();
   int unit = 0; /* the next unit of work, handed to whichever thread is free */
 #pragma omp parallel
   {
@@ -464,9 +560,9 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
                   if (ap) {
                     const float *chunk = ap + (long)nb * j0 * MR;
                     const float *lo = chunk + (long)r0 * kc, *hi = rows > MR ? lo + (long)MR * kc : lo;
-                    half_packed(ct, lc, lo, hi, bc, rows, kc, cols, add);
+                    tk->half_packed(ct, lc, lo, hi, bc, rows, kc, cols, add);
                   } else {
-                    half_rows(ct, lc, a + (long)r0 * a_rs + j0, a_rs, bc, rows, kc, cols, add);
+                    tk->half_rows(ct, lc, a + (long)r0 * a_rs + j0, a_rs, bc, rows, kc, cols, add);
                   }
                 }
                 continue;
@@ -477,9 +573,9 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
                 int next_rows = R - next < MR ? R - next : MR;
                 if (ap) {
                   const float *chunk = ap + (long)nb * j0 * MR; /* nb micro-panels of kc x MR */
-                  tile_packed(ct, lc, chunk + (long)r0 * kc, bc, rows, kc, cols, add, chunk + (long)next * kc);
+                  tk->packed(ct, lc, chunk + (long)r0 * kc, bc, rows, kc, cols, add, chunk + (long)next * kc);
                 } else {
-                  tile_rows(ct, lc, a + (long)r0 * a_rs + j0, a_rs, bc, rows, kc, cols, add,
+                  tk->rows(ct, lc, a + (long)r0 * a_rs + j0, a_rs, bc, rows, kc, cols, add,
                             a + (long)next * a_rs + j0, next_rows);
                 }
               }

@@ -6,10 +6,21 @@
 
 typedef float v16 __attribute__((vector_size(64), aligned(4)));
 #ifdef __clang__ /* clang contracts a*b+c into FMA by default */
-#define KERNEL __attribute__((target_clones("avx512f", "arch=haswell", "default")))
+#define KEEL_CONTRACT
 #else
-#define KERNEL __attribute__((target_clones("avx512f", "arch=haswell", "default"), optimize("fp-contract=fast")))
+#define KEEL_CONTRACT optimize("fp-contract=fast")
 #endif
+/* Compiled three times, the copy chosen at run time by the CPU: for kernels with few live
+ * vectors, which 16-float vectors serve on every ISA. */
+#define KERNEL __attribute__((target_clones("avx512f", "arch=haswell", "default"), KEEL_CONTRACT))
+/* One ISA each, for kernels written per vector width and chosen by keel_cpu_isa(): those
+ * whose many accumulators fit AVX-512's 32 registers as 16-float vectors but would spill
+ * from AVX2's 16 (a GEMM tile compiled for AVX2 from 16-float code ran at 3 GFLOP/s). */
+#define KERNEL512 __attribute__((target("avx512f"), KEEL_CONTRACT))
+#define KERNEL256 __attribute__((target("avx2,fma"), KEEL_CONTRACT))
+#define KERNEL128 __attribute__((KEEL_CONTRACT))
+
+typedef float v8 __attribute__((vector_size(32), aligned(4)));
 
 typedef int vi16 __attribute__((vector_size(64), aligned(4)));
 
