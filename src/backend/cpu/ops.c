@@ -10,6 +10,7 @@
 #include <omp.h>
 #endif
 
+#include "../../core/cpu.h"
 #include "../backend.h"
 #include "gemm.h"
 #include "reference.h"
@@ -460,7 +461,7 @@ static inline __attribute__((always_inline)) void sum4(v16 *o, const v16 *pa, co
 
 /* S[h][j] = scale (qa_h . ckv_j + qp_h . kpe_j) for heads h0..h0+nh (nh <= LH) and positions
  * j0..j0+nj (nj <= LJ); rows past nh or nj repeat the last one and are not stored. */
-KERNEL static void latent_scores(float *S, const float *qabs, const float *qpe, const float *ckv, const float *kpe,
+KERNEL512 static void latent_scores(float *S, const float *qabs, const float *qpe, const float *ckv, const float *kpe,
                                  int h0, int nh, int j0, int nj, int len, int rkv, int dr, float scale) {
   const float *qa[LH], *qp[LH], *c[LJ], *e[LJ];
   for (int h = 0; h < LH; h++) {
@@ -508,7 +509,7 @@ KERNEL static void latent_scores(float *S, const float *qabs, const float *qpe, 
 }
 
 /* olat[h][k0..k0+n) = sum_j P[h][j] ckv_j[k0..k0+n) for heads h0..h0+nh, n <= LC. */
-KERNEL static void latent_out(float *olat, const float *P, const float *ckv, int h0, int nh, int k0, int n, int len,
+KERNEL512 static void latent_out(float *olat, const float *P, const float *ckv, int h0, int nh, int k0, int n, int len,
                               int rkv) {
   const float *p[LH];
   for (int h = 0; h < LH; h++) p[h] = P + (long)(h0 + (h < nh ? h : nh - 1)) * len;
@@ -545,6 +546,40 @@ KERNEL static void latent_out(float *olat, const float *P, const float *ckv, int
 #undef ZERO4
 #undef EACH6
 
+/* The same for AVX2 and portable code, where 16-float vectors take two or four registers and
+ * the 24 accumulators above would spill: one score per (head, position), and one head's
+ * output over the tile's columns at a time, as loops the compiler vectorises. */
+#define LATENT_NARROW(SUF, ATTR)                                                                                   \
+  ATTR static void latent_scores##SUF(float *S, const float *qabs, const float *qpe, const float *ckv,            \
+                                      const float *kpe, int h0, int nh, int j0, int nj, int len, int rkv, int dr, \
+                                      float scale) {                                                               \
+    for (int h = h0; h < h0 + nh; h++)                                                                             \
+      for (int j = j0; j < j0 + nj; j++) {                                                                         \
+        const float *qa = qabs + (long)h * rkv, *c = ckv + (long)j * rkv, *qp = qpe + (long)h * dr,               \
+                    *e = kpe + (long)j * dr;                                                                       \
+        float s = 0, t = 0;                                                                                        \
+        _Pragma("omp simd reduction(+ : s)") for (int k = 0; k < rkv; k++) s += qa[k] * c[k];                      \
+        _Pragma("omp simd reduction(+ : t)") for (int k = 0; k < dr; k++) t += qp[k] * e[k];                       \
+        S[(long)h * len + j] = (s + t) * scale;                                                                    \
+      }                                                                                                            \
+  }                                                                                                                \
+  ATTR static void latent_out##SUF(float *olat, const float *P, const float *ckv, int h0, int nh, int k0, int n,   \
+                                   int len, int rkv) {                                                             \
+    for (int h = h0; h < h0 + nh; h++) {                                                                           \
+      float acc[LC] = {0};                                                                                         \
+      const float *p = P + (long)h * len;                                                                          \
+      for (int j = 0; j < len; j++) {                                                                              \
+        const float *row = ckv + (long)j * rkv + k0;                                                               \
+        float w = p[j];                                                                                            \
+        _Pragma("omp simd") for (int c = 0; c < n; c++) acc[c] += w * row[c];                                      \
+      }                                                                                                            \
+      memcpy(olat + (long)h * rkv + k0, acc, (size_t)n * sizeof *acc);                                             \
+    }                                                                                                              \
+  }
+LATENT_NARROW(256, KERNEL256)
+LATENT_NARROW(128, KERNEL128)
+#undef LATENT_NARROW
+
 static void attention_latent(float *olat, const float *qabs, const float *qpe, const float *ckv, const float *kpe,
                              int len, int H, int rkv, int dr, float scale) {
   float *S = malloc((size_t)H * (len > 0 ? len : 1) * sizeof *S);
@@ -552,12 +587,17 @@ static void attention_latent(float *olat, const float *qabs, const float *qpe, c
   int ng = (H + LH - 1) / LH, gh = (H + ng - 1) / ng; /* ng groups of gh heads, the last one maybe fewer */
   ng = (H + gh - 1) / gh;
   int nb = (len + LJ - 1) / LJ, nc = (rkv + LC - 1) / LC;
+  keel_isa isa = keel_cpu_isa();
+  void (*scores)(float *, const float *, const float *, const float *, const float *, int, int, int, int, int, int, int,
+                 float) = isa == KEEL_ISA_AVX512 ? latent_scores : isa == KEEL_ISA_AVX2 ? latent_scores256 : latent_scores128;
+  void (*outs)(float *, const float *, const float *, int, int, int, int, int, int) =
+      isa == KEEL_ISA_AVX512 ? latent_out : isa == KEEL_ISA_AVX2 ? latent_out256 : latent_out128;
 #pragma omp parallel
   {
 #pragma omp for collapse(2) schedule(static)
     for (int b = 0; b < nb; b++) /* a thread's share of the positions, for all heads */
       for (int g = 0; g < ng; g++)
-        latent_scores(S, qabs, qpe, ckv, kpe, g * gh, H - g * gh < gh ? H - g * gh : gh, b * LJ,
+        scores(S, qabs, qpe, ckv, kpe, g * gh, H - g * gh < gh ? H - g * gh : gh, b * LJ,
                       len - b * LJ < LJ ? len - b * LJ : LJ, len, rkv, dr, scale);
 #pragma omp for schedule(static)
     for (int h = 0; h < H; h++) {
@@ -567,7 +607,7 @@ static void attention_latent(float *olat, const float *qabs, const float *qpe, c
 #pragma omp for collapse(2) schedule(static)
     for (int c = 0; c < nc; c++) /* a thread's share of the columns, for all heads */
       for (int g = 0; g < ng; g++)
-        latent_out(olat, S, ckv, g * gh, H - g * gh < gh ? H - g * gh : gh, c * LC,
+        outs(olat, S, ckv, g * gh, H - g * gh < gh ? H - g * gh : gh, c * LC,
                    rkv - c * LC < LC ? rkv - c * LC : LC, len, rkv);
   }
   free(S);

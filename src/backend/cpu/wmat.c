@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../core/cpu.h"
 #include "../../core/error.h"
 
 #include "gemm.h"
@@ -45,13 +46,9 @@ static inline void deq_fp8(v16 *o, const void *p) {
 /* The same with AVX-512 intrinsics (GCC 12 does not vectorise the narrow
  * conversions above); fp8 goes through f16: the e4m3 bits shifted into an
  * f16 are the value times 2^-8, FP8_UNIT's 1 / 256. */
-#ifdef __clang__
-#define A512 __attribute__((target("avx512f")))
-#define GENERIC __attribute__((target_clones("arch=haswell", "default")))
-#else
-#define A512 __attribute__((target("avx512f"), optimize("fp-contract=fast")))
-#define GENERIC __attribute__((target_clones("arch=haswell", "default"), optimize("fp-contract=fast")))
-#endif
+#define A512 KERNEL512
+#define A256 __attribute__((target("avx2,fma,f16c"), KEEL_CONTRACT))
+#define PORTABLE KERNEL128
 static inline A512 void deq512_f32(v16 *o, const void *p) { *o = (v16)_mm512_loadu_ps(p); }
 static inline A512 void deq512_bf16(v16 *o, const void *p) {
   *o = (v16)_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(p)), 16));
@@ -66,6 +63,43 @@ static inline A512 void deq512_fp8(v16 *o, const void *p) {
   *o = (v16)_mm512_cvtph_ps(_mm256_add_epi16(u, _mm256_and_si256(u, _mm256_set1_epi16(0x4000))));
 }
 
+
+/* The same for AVX2 (with F16C), two 8-float halves: the portable forms above, compiled for
+ * AVX2, converted lane by lane. */
+static inline A256 void join256(v16 *o, __m256 lo, __m256 hi) {
+  v8 l = (v8)lo, h = (v8)hi;
+  *o = __builtin_shufflevector(l, h, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+}
+static inline A256 void deq256_f32(v16 *o, const void *p) {
+  join256(o, _mm256_loadu_ps(p), _mm256_loadu_ps((const float *)p + 8));
+}
+static inline A256 void deq256_bf16(v16 *o, const void *p) {
+  __m256i u = _mm256_loadu_si256(p);
+  __m256i lo = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(u)), 16);
+  __m256i hi = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(u, 1)), 16);
+  join256(o, _mm256_castsi256_ps(lo), _mm256_castsi256_ps(hi));
+}
+static inline A256 void deq256_int8(v16 *o, const void *p) {
+  __m128i b = _mm_loadu_si128(p);
+  join256(o, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b)), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(b, 8))));
+}
+static inline A256 void deq256_fp8(v16 *o, const void *p) {
+  __m256i u = _mm256_slli_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128(p)), 7);
+  u = _mm256_add_epi16(u, _mm256_and_si256(u, _mm256_set1_epi16(0x4000)));
+  join256(o, _mm256_cvtph_ps(_mm256_castsi256_si128(u)), _mm256_cvtph_ps(_mm256_extracti128_si256(u, 1)));
+}
+/* Eight at a time, for AVX2's own rows kernel (whose accumulators are 8-float vectors). */
+static inline A256 __m256 deq8_f32(const void *p) { return _mm256_loadu_ps(p); }
+static inline A256 __m256 deq8_bf16(const void *p) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(p)), 16));
+}
+static inline A256 __m256 deq8_int8(const void *p) {
+  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p)));
+}
+static inline A256 __m256 deq8_fp8(const void *p) {
+  __m128i u = _mm_slli_epi16(_mm_cvtepu8_epi16(_mm_loadl_epi64(p)), 7);
+  return _mm256_cvtph_ps(_mm_add_epi16(u, _mm_and_si128(u, _mm_set1_epi16(0x4000))));
+}
 
 #define PF_AHEAD 8192 /* bytes */
 
@@ -137,49 +171,116 @@ static inline const float *fp8_scales(const keel_wmat *w, long m) {
 /* Horizontal sums per weight row: keel_hsum16's halving tree, or AVX-512's reduction. */
 static inline A512 float hsum512(const v16 *a) { return _mm512_reduce_add_ps((__m512)*a); }
 
-ROWS_KERNEL(rows_f32, deq_f32, 4, KEEL_W_F32, GENERIC, keel_hsum16)
-ROWS_KERNEL(rows_bf16, deq_bf16, 2, KEEL_W_BF16, GENERIC, keel_hsum16)
-ROWS_KERNEL(rows_int8, deq_int8, 1, KEEL_W_INT8, GENERIC, keel_hsum16)
-ROWS_KERNEL(rows_fp8, deq_fp8, 1, KEEL_W_FP8, GENERIC, keel_hsum16)
+ROWS_KERNEL(rows_f32, deq_f32, 4, KEEL_W_F32, PORTABLE, keel_hsum16)
+ROWS_KERNEL(rows_bf16, deq_bf16, 2, KEEL_W_BF16, PORTABLE, keel_hsum16)
+ROWS_KERNEL(rows_int8, deq_int8, 1, KEEL_W_INT8, PORTABLE, keel_hsum16)
+ROWS_KERNEL(rows_fp8, deq_fp8, 1, KEEL_W_FP8, PORTABLE, keel_hsum16)
 ROWS_KERNEL(rows512_f32, deq512_f32, 4, KEEL_W_F32, A512, hsum512)
 ROWS_KERNEL(rows512_bf16, deq512_bf16, 2, KEEL_W_BF16, A512, hsum512)
 ROWS_KERNEL(rows512_int8, deq512_int8, 1, KEEL_W_INT8, A512, hsum512)
 ROWS_KERNEL(rows512_fp8, deq512_fp8, 1, KEEL_W_FP8, A512, hsum512)
 
+/* The rows kernels for AVX2, on its 16 registers: 8-float accumulators (the 16-float ones
+ * above, compiled for AVX2, spilled to the stack and ran decoding at a quarter of the memory
+ * bandwidth). The same sums as ROWS_KERNEL, in 8 lanes. */
+static inline A256 float hsum8(__m256 v) {
+  __m128 t = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  t = _mm_add_ps(t, _mm_movehl_ps(t, t));
+  return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
+}
+#define ROWS8_KERNEL(NAME, DEQ8, ESZ, TYPE)                                                                      \
+  A256 static void NAME(float *out, const float *x, const keel_wmat *w, int n0, int rows, int m0, int m1) {     \
+    int K = w->K, K8 = K & ~7, K32 = K & ~31;                                                                  \
+    const float *xr[4];                                                                                        \
+    for (int r = 0; r < 4; r++) xr[r] = x + (long)(n0 + (r < rows ? r : 0)) * K;                               \
+    const uint8_t *base = w->data;                                                                             \
+    for (int m = m0; m < m1; m++) {                                                                            \
+      const uint8_t *wr = base + (long)m * K * (ESZ);                                                          \
+      const float *sr = TYPE == KEEL_W_FP8 ? fp8_scales(w, m) : NULL;                                          \
+      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                              \
+      int k = 0;                                                                                               \
+      if (rows == 1) {                                                                                         \
+        const float *x0 = xr[0];                                                                               \
+        for (; k < K32; k += 32) {                                                                             \
+          for (int pf = 0; pf < 32 * (ESZ); pf += 64) __builtin_prefetch(wr + (long)k * (ESZ) + PF_AHEAD + pf); \
+          __m256 w0 = DEQ8(wr + (long)k * (ESZ)), w1 = DEQ8(wr + (long)(k + 8) * (ESZ));                       \
+          __m256 w2 = DEQ8(wr + (long)(k + 16) * (ESZ)), w3 = DEQ8(wr + (long)(k + 24) * (ESZ));               \
+          __m256 y0 = _mm256_loadu_ps(x0 + k), y1 = _mm256_loadu_ps(x0 + k + 8);                               \
+          __m256 y2 = _mm256_loadu_ps(x0 + k + 16), y3 = _mm256_loadu_ps(x0 + k + 24);                         \
+          if (TYPE == KEEL_W_FP8) { /* 32 columns lie in one 128-block */                                     \
+            __m256 t = _mm256_fmadd_ps(y1, w1, _mm256_mul_ps(y0, w0));                                         \
+            t = _mm256_fmadd_ps(y3, w3, _mm256_fmadd_ps(y2, w2, t));                                           \
+            a0 = _mm256_fmadd_ps(t, _mm256_set1_ps(sr[k >> 7] * FP8_UNIT), a0);                                \
+            continue;                                                                                          \
+          }                                                                                                    \
+          a0 = _mm256_fmadd_ps(y0, w0, a0), a1 = _mm256_fmadd_ps(y1, w1, a1);                                  \
+          a2 = _mm256_fmadd_ps(y2, w2, a2), a3 = _mm256_fmadd_ps(y3, w3, a3);                                  \
+        }                                                                                                      \
+        a0 = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));                                      \
+        a1 = a2 = a3 = _mm256_setzero_ps();                                                                    \
+      }                                                                                                        \
+      for (; k < K8; k += 8) {                                                                                 \
+        __m256 v = DEQ8(wr + (long)k * (ESZ));                                                                 \
+        if (TYPE == KEEL_W_FP8) v = _mm256_mul_ps(v, _mm256_set1_ps(sr[k >> 7] * FP8_UNIT));                   \
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(xr[0] + k), v, a0);                                               \
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(xr[1] + k), v, a1);                                               \
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(xr[2] + k), v, a2);                                               \
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(xr[3] + k), v, a3);                                               \
+      }                                                                                                        \
+      float s[4] = {hsum8(a0), hsum8(a1), hsum8(a2), hsum8(a3)};                                               \
+      for (; k < K; k++) {                                                                                     \
+        float v = keel_wmat_get(w, m, k);                                                                      \
+        if (TYPE == KEEL_W_INT8) v /= w->scale[m]; /* the row scale is applied below */                       \
+        for (int r = 0; r < 4; r++) s[r] += xr[r][k] * v;                                                      \
+      }                                                                                                        \
+      float rs = TYPE == KEEL_W_INT8 ? w->scale[m] : 1.0f;                                                     \
+      for (int r = 0; r < rows; r++) out[(long)(n0 + r) * w->M + m] = s[r] * rs;                               \
+    }                                                                                                          \
+  }
+ROWS8_KERNEL(rows256_f32, deq8_f32, 4, KEEL_W_F32)
+ROWS8_KERNEL(rows256_bf16, deq8_bf16, 2, KEEL_W_BF16)
+ROWS8_KERNEL(rows256_int8, deq8_int8, 1, KEEL_W_INT8)
+ROWS8_KERNEL(rows256_fp8, deq8_fp8, 1, KEEL_W_FP8)
+#undef ROWS8_KERNEL
+
 /* out (K) = x (M) deq(w), one row of x (absorbing a weight into a decoding query): each
- * weight read once, 256 output columns held in 16 named accumulators at a time. The int8
- * row scale folds into x[m], and so do fp8's two block scales of each 256 columns. */
+ * weight read once, W = 16 EACH output columns held in named accumulators at a time (AVX-512:
+ * 256 in 16; AVX2 and portable: 64 in 4, two registers each). The int8 row scale folds into
+ * x[m], and so do fp8's block scales of the pass's (one or two) 128 columns. */
 #define EACH16(X, ...)                                                                                      \
   X(0, __VA_ARGS__) X(1, __VA_ARGS__) X(2, __VA_ARGS__) X(3, __VA_ARGS__) X(4, __VA_ARGS__) X(5, __VA_ARGS__)   \
   X(6, __VA_ARGS__) X(7, __VA_ARGS__) X(8, __VA_ARGS__) X(9, __VA_ARGS__) X(10, __VA_ARGS__)                   \
   X(11, __VA_ARGS__) X(12, __VA_ARGS__) X(13, __VA_ARGS__) X(14, __VA_ARGS__) X(15, __VA_ARGS__)
-#define COLS_KERNEL(NAME, DEQ, ESZ, TYPE, ATTR)                                                          \
+#define EACH4(X, ...) X(0, __VA_ARGS__) X(1, __VA_ARGS__) X(2, __VA_ARGS__) X(3, __VA_ARGS__)
+#define COLS_KERNEL(NAME, DEQ, ESZ, TYPE, ATTR, EACH)                                                    \
   ATTR static void NAME(float *out, const float *x, const keel_wmat *w) {                             \
-    int K = w->K, K256 = K & ~255;                                                                     \
+    enum { W = 16 * (0 EACH(COLS_ONE)) };                                                              \
+    int K = w->K, KW = K / W * W;                                                                      \
     const uint8_t *base = w->data;                                                                     \
     long ahead = PF_AHEAD / ((long)K * (ESZ)) > 0 ? PF_AHEAD / ((long)K * (ESZ)) * K * (ESZ) : (long)K * (ESZ); \
-    for (int k0 = 0; k0 < K256; k0 += 256) {                                                           \
-      EACH16(COLS_ZERO, DEQ, ESZ, TYPE)                                                                \
+    for (int k0 = 0; k0 < KW; k0 += W) {                                                               \
+      EACH(COLS_ZERO, DEQ, ESZ, TYPE)                                                                  \
       for (int m = 0; m < w->M; m++) {                                                                 \
         const uint8_t *wr = base + ((long)m * K + k0) * (ESZ);                                         \
-        for (int pf = 0; pf < 256 * (ESZ); pf += 64) /* this chunk of a row PF_AHEAD bytes on */       \
+        for (int pf = 0; pf < W * (ESZ); pf += 64) /* this chunk of a row PF_AHEAD bytes on */         \
           __builtin_prefetch(wr + ahead + pf);                                                         \
         float xm = TYPE == KEEL_W_INT8 ? x[m] * w->scale[m] : x[m], x0 = xm, x1 = xm;                  \
         if (TYPE == KEEL_W_FP8) { /* columns k0.. and k0 + 128.. have a block scale each */            \
           const float *sr = fp8_scales(w, m) + (k0 >> 7);                                              \
-          x0 *= sr[0] * FP8_UNIT, x1 *= sr[1] * FP8_UNIT;                                              \
+          x0 *= sr[0] * FP8_UNIT, x1 *= sr[W > 128] * FP8_UNIT;                                        \
         }                                                                                              \
         v16 t;                                                                                         \
-        EACH16(COLS_FMA, DEQ, ESZ, TYPE)                                                               \
+        EACH(COLS_FMA, DEQ, ESZ, TYPE)                                                                 \
       }                                                                                                \
-      EACH16(COLS_STORE, DEQ, ESZ, TYPE)                                                               \
+      EACH(COLS_STORE, DEQ, ESZ, TYPE)                                                                 \
     }                                                                                                  \
-    for (int k = K256; k < K; k++) { /* the last K % 256 columns */                                    \
+    for (int k = KW; k < K; k++) { /* the last K % W columns */                                        \
       float s = 0;                                                                                     \
       for (int m = 0; m < w->M; m++) s += x[m] * keel_wmat_get(w, m, k);                              \
       out[k] = s;                                                                                      \
     }                                                                                                  \
   }
+#define COLS_ONE(i, ...) +1
 #define COLS_ZERO(i, ...) v16 a##i = {0};
 #define COLS_FMA(i, DEQ, ESZ, TYPE)                                                                    \
   DEQ(&t, wr + (i) * 16 * (ESZ));                                                                      \
@@ -201,44 +302,46 @@ ROWS_KERNEL(rows512_fp8, deq512_fp8, 1, KEEL_W_FP8, A512, hsum512)
     for (; k < k1; k++) dst[k - k0] = keel_wmat_get(w, m, k);                                   \
   }
 
-ROW_DEQ(row_bf16, deq_bf16, 2, GENERIC)
-ROW_DEQ(row_int8, deq_int8, 1, GENERIC)
-ROW_DEQ(row_fp8, deq_fp8, 1, GENERIC)
+ROW_DEQ(row_bf16, deq_bf16, 2, PORTABLE)
+ROW_DEQ(row_int8, deq_int8, 1, PORTABLE)
+ROW_DEQ(row_fp8, deq_fp8, 1, PORTABLE)
+ROW_DEQ(row256_bf16, deq256_bf16, 2, A256)
+ROW_DEQ(row256_int8, deq256_int8, 1, A256)
+ROW_DEQ(row256_fp8, deq256_fp8, 1, A256)
 ROW_DEQ(row512_bf16, deq512_bf16, 2, A512)
 ROW_DEQ(row512_int8, deq512_int8, 1, A512)
 ROW_DEQ(row512_fp8, deq512_fp8, 1, A512)
 
-COLS_KERNEL(cols_f32, deq_f32, 4, KEEL_W_F32, GENERIC)
-COLS_KERNEL(cols_bf16, deq_bf16, 2, KEEL_W_BF16, GENERIC)
-COLS_KERNEL(cols_int8, deq_int8, 1, KEEL_W_INT8, GENERIC)
-COLS_KERNEL(cols_fp8, deq_fp8, 1, KEEL_W_FP8, GENERIC)
-COLS_KERNEL(cols512_f32, deq512_f32, 4, KEEL_W_F32, A512)
-COLS_KERNEL(cols512_bf16, deq512_bf16, 2, KEEL_W_BF16, A512)
-COLS_KERNEL(cols512_int8, deq512_int8, 1, KEEL_W_INT8, A512)
-COLS_KERNEL(cols512_fp8, deq512_fp8, 1, KEEL_W_FP8, A512)
+COLS_KERNEL(cols_f32, deq_f32, 4, KEEL_W_F32, PORTABLE, EACH4)
+COLS_KERNEL(cols_bf16, deq_bf16, 2, KEEL_W_BF16, PORTABLE, EACH4)
+COLS_KERNEL(cols_int8, deq_int8, 1, KEEL_W_INT8, PORTABLE, EACH4)
+COLS_KERNEL(cols_fp8, deq_fp8, 1, KEEL_W_FP8, PORTABLE, EACH4)
+COLS_KERNEL(cols256_f32, deq256_f32, 4, KEEL_W_F32, A256, EACH4)
+COLS_KERNEL(cols256_bf16, deq256_bf16, 2, KEEL_W_BF16, A256, EACH4)
+COLS_KERNEL(cols256_int8, deq256_int8, 1, KEEL_W_INT8, A256, EACH4)
+COLS_KERNEL(cols256_fp8, deq256_fp8, 1, KEEL_W_FP8, A256, EACH4)
+COLS_KERNEL(cols512_f32, deq512_f32, 4, KEEL_W_F32, A512, EACH16)
+COLS_KERNEL(cols512_bf16, deq512_bf16, 2, KEEL_W_BF16, A512, EACH16)
+COLS_KERNEL(cols512_int8, deq512_int8, 1, KEEL_W_INT8, A512, EACH16)
+COLS_KERNEL(cols512_fp8, deq512_fp8, 1, KEEL_W_FP8, A512, EACH16)
 
-/* The kernels by weight type (keel_wtype order), portable [0] or AVX-512 [1]. */
+/* The kernels by weight type (keel_wtype order) and keel_isa (portable, AVX2, AVX-512). */
 typedef void rows_fn(float *out, const float *x, const keel_wmat *w, int n0, int rows, int m0, int m1);
 typedef void cols_fn(float *out, const float *x, const keel_wmat *w);
-static rows_fn *const rows_kernel[4][2] = {
-    {rows_f32, rows512_f32}, {rows_bf16, rows512_bf16}, {rows_int8, rows512_int8}, {rows_fp8, rows512_fp8}};
-static cols_fn *const cols_kernel[4][2] = {
-    {cols_f32, cols512_f32}, {cols_bf16, cols512_bf16}, {cols_int8, cols512_int8}, {cols_fp8, cols512_fp8}};
-
-static int has_avx512(void) {
-  static int has = -1;
-  if (has < 0) has = __builtin_cpu_supports("avx512f") ? 1 : 0;
-  return has;
-}
+static rows_fn *const rows_kernel[4][3] = {{rows_f32, rows256_f32, rows512_f32},
+                                           {rows_bf16, rows256_bf16, rows512_bf16},
+                                           {rows_int8, rows256_int8, rows512_int8},
+                                           {rows_fp8, rows256_fp8, rows512_fp8}};
+static cols_fn *const cols_kernel[4][3] = {{cols_f32, cols256_f32, cols512_f32},
+                                           {cols_bf16, cols256_bf16, cols512_bf16},
+                                           {cols_int8, cols256_int8, cols512_int8},
+                                           {cols_fp8, cols256_fp8, cols512_fp8}};
 
 void keel_cpu_wmat_row(float *dst, const keel_wmat *w, long m, int k0, int k1) {
-  int v = has_avx512();
-  switch (w->type) {
-    case KEEL_W_F32: memcpy(dst, (const float *)w->data + m * w->K + k0, (size_t)(k1 - k0) * sizeof *dst); break;
-    case KEEL_W_BF16: (v ? row512_bf16 : row_bf16)(dst, w, m, k0, k1); break;
-    case KEEL_W_INT8: (v ? row512_int8 : row_int8)(dst, w, m, k0, k1); break;
-    case KEEL_W_FP8: (v ? row512_fp8 : row_fp8)(dst, w, m, k0, k1); break;
-  }
+  static void (*const row[3][3])(float *, const keel_wmat *, long, int, int) = {
+      {row_bf16, row256_bf16, row512_bf16}, {row_int8, row256_int8, row512_int8}, {row_fp8, row256_fp8, row512_fp8}};
+  if (w->type == KEEL_W_F32) memcpy(dst, (const float *)w->data + m * w->K + k0, (size_t)(k1 - k0) * sizeof *dst);
+  else row[w->type - 1][keel_cpu_isa()](dst, w, m, k0, k1);
 }
 
 void keel_cpu_matmul_wt(float *out, const float *x, const keel_wmat *w, int N) {
@@ -248,7 +351,7 @@ void keel_cpu_matmul_wt(float *out, const float *x, const keel_wmat *w, int N) {
     return;
   }
   if (N == 1) { /* one row: every weight once, the outputs in registers */
-    cols_kernel[w->type][has_avx512()](out, x, w);
+    cols_kernel[w->type][keel_cpu_isa()](out, x, w);
     return;
   }
   memset(out, 0, (size_t)N * w->K * sizeof *out);
@@ -279,7 +382,7 @@ void keel_cpu_matmul_w(float *out, const float *x, const keel_wmat *w, int N) {
     int m0 = ch * CHUNK, m1 = m0 + CHUNK < w->M ? m0 + CHUNK : w->M;
     for (int n0 = 0; n0 < N; n0 += 4) {
       int rows = N - n0 < 4 ? N - n0 : 4;
-      rows_kernel[w->type][has_avx512()](out, x, w, n0, rows, m0, m1);
+      rows_kernel[w->type][keel_cpu_isa()](out, x, w, n0, rows, m0, m1);
     }
   }
 }
