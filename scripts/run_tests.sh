@@ -25,9 +25,13 @@ run() { # name, command...
 }
 
 for t in build/tests/test_*; do [ -x "$t" ] && run "unit/$(basename "$t")" "$t"; done
-# the kernels written per vector width, each width forced (a CPU without it runs its best)
+# the kernels written per vector width, each width forced (a CPU without it runs its best),
+# also under ASan/UBSan
 for isa in avx2 portable; do
-  for t in test_backend test_ops test_model; do run "unit-$isa/$t" env KEEL_CPU=$isa "build/tests/$t"; done
+  for t in test_backend test_ops test_model; do
+    run "unit-$isa/$t" env KEEL_CPU=$isa "build/tests/$t"
+    [ -x "build/asan/tests/$t" ] && run "asan-$isa/$t" env KEEL_CPU=$isa "build/asan/tests/$t"
+  done
 done
 for t in build/asan/tests/test_*; do [ -x "$t" ] && run "asan/$(basename "$t")" "$t"; done
 for s in tests/e2e/*.sh; do run "e2e/$(basename "$s" .sh)" bash "$s"; done
