@@ -2,6 +2,9 @@
 #include "clock.h"
 #include "cpu.h"
 
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -9,12 +12,10 @@
 #include <emmintrin.h>
 #endif
 
-#include <stdio.h>
-#include <stdlib.h>
+static keel_isa chosen_isa;
+static pthread_once_t isa_once = PTHREAD_ONCE_INIT;
 
-keel_isa keel_cpu_isa(void) {
-  static int isa = -1;
-  if (isa >= 0) return (keel_isa)isa;
+static void choose_isa(void) {
   int best = KEEL_ISA_PORTABLE;
 #if defined(__x86_64__) || defined(__i386__)
   if (__builtin_cpu_supports("avx512f")) best = KEEL_ISA_AVX512;
@@ -31,8 +32,12 @@ keel_isa keel_cpu_isa(void) {
       asked = best;
     }
   }
-  isa = asked;
-  return (keel_isa)isa;
+  chosen_isa = (keel_isa)asked;
+}
+
+keel_isa keel_cpu_isa(void) {
+  pthread_once(&isa_once, choose_isa); /* GEMMs ask from many threads at once */
+  return chosen_isa;
 }
 
 const char *keel_cpu_isa_name(keel_isa isa) {

@@ -1,6 +1,8 @@
 /* core/: hash maps, xxh3, Philox RNG, dtype conversions, errors. */
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "check.h"
 #include "core/cpu.h"
@@ -132,7 +134,21 @@ static void test_zero_stream(void) {
     }
 }
 
+/* KEEL_CPU names a kernel set no wider than the CPU's (read once: set before the first call),
+ * and the FMA peak is measured with it. */
+static void test_isa(void) {
+  setenv("KEEL_CPU", "portable", 1);
+  CHECK(keel_cpu_isa() == KEEL_ISA_PORTABLE);
+  CHECK(strcmp(keel_cpu_isa_name(keel_cpu_isa()), "portable") == 0);
+  setenv("KEEL_CPU", "avx512", 1);
+  CHECK(keel_cpu_isa() == KEEL_ISA_PORTABLE); /* chosen once */
+  CHECK(strcmp(keel_cpu_isa_name(KEEL_ISA_AVX2), "avx2") == 0 && strcmp(keel_cpu_isa_name(KEEL_ISA_AVX512), "avx512") == 0);
+  double peak = keel_cpu_peak_flops_per_core();
+  CHECK_MSG(peak > 1e8, "portable FMA peak %.3g FLOP/s", peak);
+}
+
 int main(void) {
+  test_isa();
   test_strmap();
   test_xxh3();
   test_rng();
