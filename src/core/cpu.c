@@ -19,7 +19,8 @@ static void choose_isa(void) {
   int best = KEEL_ISA_PORTABLE;
 #if defined(__x86_64__) || defined(__i386__)
   if (__builtin_cpu_supports("avx512f")) best = KEEL_ISA_AVX512;
-  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = KEEL_ISA_AVX2;
+  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+    best = KEEL_ISA_AVX2; /* F16C: the AVX2 fp8 dequantiser; every AVX2 CPU has had it */
 #endif
   const char *want = getenv("KEEL_CPU");
   int asked = best;

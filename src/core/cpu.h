@@ -1,10 +1,11 @@
-/* What this CPU can do: a measured fp32 FMA peak, used as the denominator of MFU. */
+/* What this CPU can do: the vector ISA the kernels use, and a measured fp32 FMA peak (the
+ * denominator of MFU). */
 #ifndef KEEL_CORE_CPU_H
 #define KEEL_CORE_CPU_H
 
 /* The vector instruction sets the fast CPU kernels are written for. */
 typedef enum { KEEL_ISA_PORTABLE, KEEL_ISA_AVX2, KEEL_ISA_AVX512 } keel_isa;
-/* The one the kernels use: the widest this CPU has (AVX-512F; AVX2 with FMA; else portable
+/* The one the kernels use: the widest this CPU has (AVX-512F; AVX2 with FMA and F16C; else portable
  * vector code), or a narrower one named by KEEL_CPU=portable|avx2|avx512 (the tests run each
  * path this way; a value this CPU cannot run is reported on stderr and ignored). Read once. */
 keel_isa keel_cpu_isa(void);
