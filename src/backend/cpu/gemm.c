@@ -271,13 +271,13 @@ static inline __attribute__((always_inline)) void tile_body(float *c, long ldc, 
 }
 #undef TILE_STEP
 
-KERNEL512 static void tile_rows512(float *c, long ldc, const float *a, long a_rs, const float *bp, int rows, int J, int cols,
-                             int acc, const float *pf, int pf_rows) {
+KERNEL512 static void tile_rows512(float *c, long ldc, const float *a, long a_rs, const float *bp, int rows, int J,
+                                   int cols, int acc, const float *pf, int pf_rows) {
   tile_body(c, ldc, a, a_rs, 1, bp, rows, J, cols, acc, pf, a_rs, pf_rows);
 }
 
-KERNEL512 static void tile_packed512(float *c, long ldc, const float *ap, const float *bp, int rows, int J, int cols,
-                               int acc, const float *pf) {
+KERNEL512 static void tile_packed512(float *c, long ldc, const float *ap, const float *bp, int rows, int J,
+                                     int cols, int acc, const float *pf) {
   tile_body(c, ldc, ap, 1, MR, bp, rows, J, cols, acc, pf, J, MR); /* a micro-panel: MR pieces of J floats */
 }
 
@@ -333,13 +333,13 @@ static inline __attribute__((always_inline)) void half_body(float *c, long ldc, 
 }
 #undef STORE_ROW
 
-KERNEL512 static void half_rows512(float *c, long ldc, const float *a, long a_rs, const float *bp, int rows, int J, int cols,
-                             int acc) {
+KERNEL512 static void half_rows512(float *c, long ldc, const float *a, long a_rs, const float *bp, int rows, int J,
+                                   int cols, int acc) {
   half_body(c, ldc, a, a + MR * a_rs, a_rs, 1, bp, rows, J, cols, acc);
 }
 
-KERNEL512 static void half_packed512(float *c, long ldc, const float *ap, const float *ap_next, const float *bp, int rows,
-                               int J, int cols, int acc) {
+KERNEL512 static void half_packed512(float *c, long ldc, const float *ap, const float *ap_next, const float *bp,
+                                     int rows, int J, int cols, int acc) {
   half_body(c, ldc, ap, ap_next, 1, MR, bp, rows, J, cols, acc);
 }
 
@@ -398,21 +398,21 @@ NARROW_BODY(narrow_body128, v4, 4)
 #define NARROW_TILES(SUF, ATTR)                                                                                    \
   ATTR static void tile_rows##SUF(float *c, long ldc, const float *a, long a_rs, const float *bp, int rows, int J, \
                                   int cols, int acc, const float *pf, int pf_rows) {                               \
-    narrow_body##SUF(c, ldc, a, a_rs, 1, bp, rows, J, cols, acc);                                                       \
+    narrow_body##SUF(c, ldc, a, a_rs, 1, bp, rows, J, cols, acc);                                                  \
   }                                                                                                                \
   ATTR static void tile_packed##SUF(float *c, long ldc, const float *ap, const float *bp, int rows, int J,         \
                                     int cols, int acc, const float *pf) {                                          \
-    narrow_body##SUF(c, ldc, ap, 1, MR, bp, rows, J, cols, acc);                                                        \
+    narrow_body##SUF(c, ldc, ap, 1, MR, bp, rows, J, cols, acc);                                                   \
   }                                                                                                                \
   ATTR static void half_rows##SUF(float *c, long ldc, const float *a, long a_rs, const float *bp, int rows, int J, \
                                   int cols, int acc) {                                                             \
-    narrow_body##SUF(c, ldc, a, a_rs, 1, bp, rows < MR ? rows : MR, J, cols, acc);                                      \
-    if (rows > MR) narrow_body##SUF(c + MR * ldc, ldc, a + MR * a_rs, a_rs, 1, bp, rows - MR, J, cols, acc);            \
+    narrow_body##SUF(c, ldc, a, a_rs, 1, bp, rows < MR ? rows : MR, J, cols, acc);                                 \
+    if (rows > MR) narrow_body##SUF(c + MR * ldc, ldc, a + MR * a_rs, a_rs, 1, bp, rows - MR, J, cols, acc);       \
   }                                                                                                                \
   ATTR static void half_packed##SUF(float *c, long ldc, const float *ap, const float *ap_next, const float *bp,    \
                                     int rows, int J, int cols, int acc) {                                          \
-    narrow_body##SUF(c, ldc, ap, 1, MR, bp, rows < MR ? rows : MR, J, cols, acc);                                       \
-    if (rows > MR) narrow_body##SUF(c + MR * ldc, ldc, ap_next, 1, MR, bp, rows - MR, J, cols, acc);                    \
+    narrow_body##SUF(c, ldc, ap, 1, MR, bp, rows < MR ? rows : MR, J, cols, acc);                                  \
+    if (rows > MR) narrow_body##SUF(c + MR * ldc, ldc, ap_next, 1, MR, bp, rows - MR, J, cols, acc);               \
   }
 NARROW_TILES(256, KERNEL256)
 NARROW_TILES(128, KERNEL128)

@@ -441,7 +441,8 @@ static void adamw(float *p, const float *g, float gs, float *m, float *v, long n
 enum { LH = 6, LJ = 4, LC = 64 }; /* heads, positions, output columns per tile */
 
 /* The six accumulators' rows of a tile, and what is done to each. */
-#define EACH6(X, ...) X(0, __VA_ARGS__) X(1, __VA_ARGS__) X(2, __VA_ARGS__) X(3, __VA_ARGS__) X(4, __VA_ARGS__) X(5, __VA_ARGS__)
+#define EACH6(X, ...) \
+  X(0, __VA_ARGS__) X(1, __VA_ARGS__) X(2, __VA_ARGS__) X(3, __VA_ARGS__) X(4, __VA_ARGS__) X(5, __VA_ARGS__)
 #define ZERO4(h, ...) v16 a##h##0 = {0}, a##h##1 = {0}, a##h##2 = {0}, a##h##3 = {0};
 
 /* Lanes 0, 4, 8, 12 of *o: the sums of a, b, c, d (halving, as keel_hsum16 does). Inlined into
@@ -589,7 +590,9 @@ static void attention_latent(float *olat, const float *qabs, const float *qpe, c
   int nb = (len + LJ - 1) / LJ, nc = (rkv + LC - 1) / LC;
   keel_isa isa = keel_cpu_isa();
   void (*scores)(float *, const float *, const float *, const float *, const float *, int, int, int, int, int, int, int,
-                 float) = isa == KEEL_ISA_AVX512 ? latent_scores : isa == KEEL_ISA_AVX2 ? latent_scores256 : latent_scores128;
+                 float) = isa == KEEL_ISA_AVX512 ? latent_scores
+                          : isa == KEEL_ISA_AVX2 ? latent_scores256
+                                                 : latent_scores128;
   void (*outs)(float *, const float *, const float *, int, int, int, int, int, int) =
       isa == KEEL_ISA_AVX512 ? latent_out : isa == KEEL_ISA_AVX2 ? latent_out256 : latent_out128;
 #pragma omp parallel

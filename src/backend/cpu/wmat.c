@@ -101,7 +101,8 @@ static inline A256 void deq256_bf16(v16 *o, const void *p) {
 }
 static inline A256 void deq256_int8(v16 *o, const void *p) {
   __m128i b = _mm_loadu_si128(p);
-  join256(o, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b)), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(b, 8))));
+  join256(o, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b)),
+          _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(b, 8))));
 }
 static inline A256 void deq256_fp8(v16 *o, const void *p) {
   __m256i u = _mm256_slli_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128(p)), 7);
