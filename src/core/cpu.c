@@ -11,15 +11,26 @@
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 static keel_isa chosen_isa;
 static pthread_once_t isa_once = PTHREAD_ONCE_INIT;
+
+#if defined(__x86_64__) || defined(__i386__)
+/* CPUID leaf 1, ECX bit 29 (clang's __builtin_cpu_supports has no "f16c"). */
+static int has_f16c(void) {
+  unsigned a, b, c, d;
+  return __get_cpuid(1, &a, &b, &c, &d) && (c >> 29 & 1);
+}
+#endif
 
 static void choose_isa(void) {
   int best = KEEL_ISA_PORTABLE;
 #if defined(__x86_64__) || defined(__i386__)
   if (__builtin_cpu_supports("avx512f")) best = KEEL_ISA_AVX512;
-  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c())
     best = KEEL_ISA_AVX2; /* F16C: the AVX2 fp8 dequantiser; every AVX2 CPU has had it */
 #endif
   const char *want = getenv("KEEL_CPU");
