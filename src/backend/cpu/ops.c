@@ -2,6 +2,7 @@
  * kernels for few rows, typed weights (wmat.c), attention and cross-entropy;
  * the other ops are the reference kernels (reference.c). Threaded with OpenMP over
  * independent outputs, so results do not depend on the thread count. */
+#include <immintrin.h>
 #include <math.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -547,9 +548,9 @@ KERNEL512 static void latent_out(float *olat, const float *P, const float *ckv, 
 #undef ZERO4
 #undef EACH6
 
-/* The same for AVX2 and portable code, where 16-float vectors take two or four registers and
- * the 24 accumulators above would spill: one score per (head, position), and one head's
- * output over the tile's columns at a time, as loops the compiler vectorises. */
+/* The same in portable code, where 16-float vectors take four registers and the 24
+ * accumulators above would spill: one score per (head, position), and one head's output over
+ * the tile's columns at a time, as loops the compiler vectorises. */
 #define LATENT_NARROW(SUF, ATTR)                                                                                   \
   ATTR static void latent_scores##SUF(float *S, const float *qabs, const float *qpe, const float *ckv,            \
                                       const float *kpe, int h0, int nh, int j0, int nj, int len, int rkv, int dr, \
@@ -577,9 +578,75 @@ KERNEL512 static void latent_out(float *olat, const float *P, const float *ckv, 
       memcpy(olat + (long)h * rkv + k0, acc, (size_t)n * sizeof *acc);                                             \
     }                                                                                                              \
   }
-LATENT_NARROW(256, KERNEL256)
 LATENT_NARROW(128, KERNEL128)
 #undef LATENT_NARROW
+
+/* AVX2's: each head against four positions at once (four independent sums, each cache vector
+ * loaded once per head), and 64 output columns in eight registers. */
+KERNEL256 static float hsum256(__m256 v) {
+  __m128 t = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  t = _mm_add_ps(t, _mm_movehl_ps(t, t));
+  return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
+}
+KERNEL256 static float dot_tail(const float *a, const float *b, int k, int n) {
+  float s = 0;
+  for (; k < n; k++) s += a[k] * b[k];
+  return s;
+}
+KERNEL256 static void latent_scores256(float *S, const float *qabs, const float *qpe, const float *ckv,
+                                       const float *kpe, int h0, int nh, int j0, int nj, int len, int rkv, int dr,
+                                       float scale) {
+  const float *c[LJ], *e[LJ];
+  for (int p = 0; p < LJ; p++) {
+    int j = j0 + (p < nj ? p : nj - 1);
+    c[p] = ckv + (long)j * rkv, e[p] = kpe + (long)j * dr;
+  }
+  const float *c0 = c[0], *c1 = c[1], *c2 = c[2], *c3 = c[3], *e0 = e[0], *e1 = e[1], *e2 = e[2], *e3 = e[3];
+  int rv = rkv & ~7, dv = dr & ~7;
+  for (int h = h0; h < h0 + nh; h++) {
+    const float *qa = qabs + (long)h * rkv, *qp = qpe + (long)h * dr;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int k = 0; k < rv; k += 8) {
+      __m256 q = _mm256_loadu_ps(qa + k);
+      a0 = _mm256_fmadd_ps(q, _mm256_loadu_ps(c0 + k), a0), a1 = _mm256_fmadd_ps(q, _mm256_loadu_ps(c1 + k), a1);
+      a2 = _mm256_fmadd_ps(q, _mm256_loadu_ps(c2 + k), a2), a3 = _mm256_fmadd_ps(q, _mm256_loadu_ps(c3 + k), a3);
+    }
+    for (int k = 0; k < dv; k += 8) {
+      __m256 q = _mm256_loadu_ps(qp + k);
+      a0 = _mm256_fmadd_ps(q, _mm256_loadu_ps(e0 + k), a0), a1 = _mm256_fmadd_ps(q, _mm256_loadu_ps(e1 + k), a1);
+      a2 = _mm256_fmadd_ps(q, _mm256_loadu_ps(e2 + k), a2), a3 = _mm256_fmadd_ps(q, _mm256_loadu_ps(e3 + k), a3);
+    }
+    float t[LJ] = {hsum256(a0), hsum256(a1), hsum256(a2), hsum256(a3)};
+    for (int p = 0; p < nj; p++)
+      S[(long)h * len + j0 + p] = (t[p] + dot_tail(qa, c[p], rv, rkv) + dot_tail(qp, e[p], dv, dr)) * scale;
+  }
+}
+KERNEL256 static void latent_out256(float *olat, const float *P, const float *ckv, int h0, int nh, int k0, int n,
+                                    int len, int rkv) {
+  for (int h = h0; h < h0 + nh; h++) {
+    const float *p = P + (long)h * len;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    for (int j = 0; j < len; j++) {
+      const float *row = ckv + (long)j * rkv + k0;
+      float b[LC];
+      if (n < LC) { /* the last columns: zeros past n */
+        memset(b, 0, sizeof b);
+        memcpy(b, row, (size_t)n * sizeof *b);
+        row = b;
+      }
+      __m256 w = _mm256_set1_ps(p[j]);
+      a0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(row), a0), a1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(row + 8), a1);
+      a2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(row + 16), a2), a3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(row + 24), a3);
+      a4 = _mm256_fmadd_ps(w, _mm256_loadu_ps(row + 32), a4), a5 = _mm256_fmadd_ps(w, _mm256_loadu_ps(row + 40), a5);
+      a6 = _mm256_fmadd_ps(w, _mm256_loadu_ps(row + 48), a6), a7 = _mm256_fmadd_ps(w, _mm256_loadu_ps(row + 56), a7);
+    }
+    float b[LC];
+    _mm256_storeu_ps(b, a0), _mm256_storeu_ps(b + 8, a1), _mm256_storeu_ps(b + 16, a2), _mm256_storeu_ps(b + 24, a3);
+    _mm256_storeu_ps(b + 32, a4), _mm256_storeu_ps(b + 40, a5), _mm256_storeu_ps(b + 48, a6);
+    _mm256_storeu_ps(b + 56, a7);
+    memcpy(olat + (long)h * rkv + k0, b, (size_t)n * sizeof *b);
+  }
+}
 
 static void attention_latent(float *olat, const float *qabs, const float *qpe, const float *ckv, const float *kpe,
                              int len, int H, int rkv, int dr, float scale) {

@@ -90,9 +90,6 @@ static inline A256 void join256(v16 *o, __m256 lo, __m256 hi) {
   v8 l = (v8)lo, h = (v8)hi;
   *o = __builtin_shufflevector(l, h, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
 }
-static inline A256 void deq256_f32(v16 *o, const void *p) {
-  join256(o, _mm256_loadu_ps(p), _mm256_loadu_ps((const float *)p + 8));
-}
 static inline A256 void deq256_bf16(v16 *o, const void *p) {
   __m256i u = _mm256_loadu_si256(p);
   __m256i lo = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(u)), 16);
@@ -333,14 +330,44 @@ ROW_DEQ(row512_bf16, deq512_bf16, 2, A512)
 ROW_DEQ(row512_int8, deq512_int8, 1, A512)
 ROW_DEQ(row512_fp8, deq512_fp8, 1, A512)
 
+/* AVX2's own columns kernel: 64 columns in eight 8-float accumulators, x[m] broadcast once
+ * per row (the 16-float form, compiled for AVX2, built each broadcast on the stack and read
+ * W_UK at 1 GB/s). */
+#define COLS8_KERNEL(NAME, DEQ8, ESZ, TYPE)                                                                   \
+  A256 static void NAME(float *out, const float *x, const keel_wmat *w) {                                     \
+    enum { W = 64 };                                                                                          \
+    int K = w->K, KW = K / W * W;                                                                             \
+    const uint8_t *base = w->data;                                                                            \
+    long ahead = PF_AHEAD / ((long)K * (ESZ)) > 0 ? PF_AHEAD / ((long)K * (ESZ)) * K * (ESZ) : (long)K * (ESZ); \
+    for (int k0 = 0; k0 < KW; k0 += W) {                                                                      \
+      __m256 a[8];                                                                                            \
+      for (int i = 0; i < 8; i++) a[i] = _mm256_setzero_ps();                                                 \
+      for (int m = 0; m < w->M; m++) {                                                                        \
+        const uint8_t *wr = base + ((long)m * K + k0) * (ESZ);                                                \
+        for (int pf = 0; pf < W * (ESZ); pf += 64) __builtin_prefetch(wr + ahead + pf);                       \
+        float xm = TYPE == KEEL_W_INT8 ? x[m] * w->scale[m] : x[m];                                           \
+        if (TYPE == KEEL_W_FP8) xm *= fp8_scales(w, m)[k0 >> 7] * FP8_UNIT; /* 64 columns, one block */       \
+        __m256 xv = _mm256_set1_ps(xm);                                                                       \
+        for (int i = 0; i < 8; i++) a[i] = _mm256_fmadd_ps(xv, DEQ8(wr + i * 8 * (ESZ)), a[i]);               \
+      }                                                                                                       \
+      for (int i = 0; i < 8; i++) _mm256_storeu_ps(out + k0 + 8 * i, a[i]);                                   \
+    }                                                                                                         \
+    for (int k = KW; k < K; k++) { /* the last K % 64 columns */                                              \
+      float s = 0;                                                                                            \
+      for (int m = 0; m < w->M; m++) s += x[m] * keel_wmat_get(w, m, k);                                      \
+      out[k] = s;                                                                                             \
+    }                                                                                                         \
+  }
+COLS8_KERNEL(cols256_f32, deq8_f32, 4, KEEL_W_F32)
+COLS8_KERNEL(cols256_bf16, deq8_bf16, 2, KEEL_W_BF16)
+COLS8_KERNEL(cols256_int8, deq8_int8, 1, KEEL_W_INT8)
+COLS8_KERNEL(cols256_fp8, deq8_fp8, 1, KEEL_W_FP8)
+#undef COLS8_KERNEL
+
 COLS_KERNEL(cols_f32, deq_f32, 4, KEEL_W_F32, PORTABLE, EACH4)
 COLS_KERNEL(cols_bf16, deq_bf16, 2, KEEL_W_BF16, PORTABLE, EACH4)
 COLS_KERNEL(cols_int8, deq_int8, 1, KEEL_W_INT8, PORTABLE, EACH4)
 COLS_KERNEL(cols_fp8, deq_fp8, 1, KEEL_W_FP8, PORTABLE, EACH4)
-COLS_KERNEL(cols256_f32, deq256_f32, 4, KEEL_W_F32, A256, EACH4)
-COLS_KERNEL(cols256_bf16, deq256_bf16, 2, KEEL_W_BF16, A256, EACH4)
-COLS_KERNEL(cols256_int8, deq256_int8, 1, KEEL_W_INT8, A256, EACH4)
-COLS_KERNEL(cols256_fp8, deq256_fp8, 1, KEEL_W_FP8, A256, EACH4)
 COLS_KERNEL(cols512_f32, deq512_f32, 4, KEEL_W_F32, A512, EACH16)
 COLS_KERNEL(cols512_bf16, deq512_bf16, 2, KEEL_W_BF16, A512, EACH16)
 COLS_KERNEL(cols512_int8, deq512_int8, 1, KEEL_W_INT8, A512, EACH16)
