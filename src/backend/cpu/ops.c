@@ -447,7 +447,7 @@ enum { LH = 6, LJ = 4, LC = 64 }; /* heads, positions, output columns per tile *
 #define ZERO4(h, ...) v16 a##h##0 = {0}, a##h##1 = {0}, a##h##2 = {0}, a##h##3 = {0};
 
 /* Lanes 0, 4, 8, 12 of *o: the sums of a, b, c, d (halving, as keel_hsum16 does). Inlined into
- * each KERNEL clone (hence pointers, not vector arguments). */
+ * the AVX-512 kernels (hence pointers, not vector arguments). */
 static inline __attribute__((always_inline)) void sum4(v16 *o, const v16 *pa, const v16 *pb, const v16 *pc,
                                                        const v16 *pd) {
   v16 a = *pa, b = *pb, c = *pc, d = *pd;
@@ -464,7 +464,7 @@ static inline __attribute__((always_inline)) void sum4(v16 *o, const v16 *pa, co
 /* S[h][j] = scale (qa_h . ckv_j + qp_h . kpe_j) for heads h0..h0+nh (nh <= LH) and positions
  * j0..j0+nj (nj <= LJ); rows past nh or nj repeat the last one and are not stored. */
 KERNEL512 static void latent_scores(float *S, const float *qabs, const float *qpe, const float *ckv, const float *kpe,
-                                 int h0, int nh, int j0, int nj, int len, int rkv, int dr, float scale) {
+                                    int h0, int nh, int j0, int nj, int len, int rkv, int dr, float scale) {
   const float *qa[LH], *qp[LH], *c[LJ], *e[LJ];
   for (int h = 0; h < LH; h++) {
     int hh = h0 + (h < nh ? h : nh - 1);
@@ -551,43 +551,38 @@ KERNEL512 static void latent_out(float *olat, const float *P, const float *ckv, 
 /* The same in portable code, where 16-float vectors take four registers and the 24
  * accumulators above would spill: one score per (head, position), and one head's output over
  * the tile's columns at a time, as loops the compiler vectorises. */
-#define LATENT_NARROW(SUF, ATTR)                                                                                   \
-  ATTR static void latent_scores##SUF(float *S, const float *qabs, const float *qpe, const float *ckv,            \
-                                      const float *kpe, int h0, int nh, int j0, int nj, int len, int rkv, int dr, \
-                                      float scale) {                                                               \
-    for (int h = h0; h < h0 + nh; h++)                                                                             \
-      for (int j = j0; j < j0 + nj; j++) {                                                                         \
-        const float *qa = qabs + (long)h * rkv, *c = ckv + (long)j * rkv, *qp = qpe + (long)h * dr,               \
-                    *e = kpe + (long)j * dr;                                                                       \
-        float s = 0, t = 0;                                                                                        \
-        _Pragma("omp simd reduction(+ : s)") for (int k = 0; k < rkv; k++) s += qa[k] * c[k];                      \
-        _Pragma("omp simd reduction(+ : t)") for (int k = 0; k < dr; k++) t += qp[k] * e[k];                       \
-        S[(long)h * len + j] = (s + t) * scale;                                                                    \
-      }                                                                                                            \
-  }                                                                                                                \
-  ATTR static void latent_out##SUF(float *olat, const float *P, const float *ckv, int h0, int nh, int k0, int n,   \
-                                   int len, int rkv) {                                                             \
-    for (int h = h0; h < h0 + nh; h++) {                                                                           \
-      float acc[LC] = {0};                                                                                         \
-      const float *p = P + (long)h * len;                                                                          \
-      for (int j = 0; j < len; j++) {                                                                              \
-        const float *row = ckv + (long)j * rkv + k0;                                                               \
-        float w = p[j];                                                                                            \
-        _Pragma("omp simd") for (int c = 0; c < n; c++) acc[c] += w * row[c];                                      \
-      }                                                                                                            \
-      memcpy(olat + (long)h * rkv + k0, acc, (size_t)n * sizeof *acc);                                             \
-    }                                                                                                              \
+KERNEL128 static void latent_scores128(float *S, const float *qabs, const float *qpe, const float *ckv,
+                                       const float *kpe, int h0, int nh, int j0, int nj, int len, int rkv, int dr,
+                                       float scale) {
+  for (int h = h0; h < h0 + nh; h++)
+    for (int j = j0; j < j0 + nj; j++) {
+      const float *qa = qabs + (long)h * rkv, *c = ckv + (long)j * rkv, *qp = qpe + (long)h * dr,
+                  *e = kpe + (long)j * dr;
+      float s = 0, t = 0;
+#pragma omp simd reduction(+ : s)
+      for (int k = 0; k < rkv; k++) s += qa[k] * c[k];
+#pragma omp simd reduction(+ : t)
+      for (int k = 0; k < dr; k++) t += qp[k] * e[k];
+      S[(long)h * len + j] = (s + t) * scale;
+    }
+}
+KERNEL128 static void latent_out128(float *olat, const float *P, const float *ckv, int h0, int nh, int k0, int n,
+                                    int len, int rkv) {
+  for (int h = h0; h < h0 + nh; h++) {
+    float acc[LC] = {0};
+    const float *p = P + (long)h * len;
+    for (int j = 0; j < len; j++) {
+      const float *row = ckv + (long)j * rkv + k0;
+      float w = p[j];
+#pragma omp simd
+      for (int c = 0; c < n; c++) acc[c] += w * row[c];
+    }
+    memcpy(olat + (long)h * rkv + k0, acc, (size_t)n * sizeof *acc);
   }
-LATENT_NARROW(128, KERNEL128)
-#undef LATENT_NARROW
+}
 
 /* AVX2's: each head against four positions at once (four independent sums, each cache vector
  * loaded once per head), and 64 output columns in eight registers. */
-KERNEL256 static float hsum256(__m256 v) {
-  __m128 t = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  t = _mm_add_ps(t, _mm_movehl_ps(t, t));
-  return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
-}
 KERNEL256 static float dot_tail(const float *a, const float *b, int k, int n) {
   float s = 0;
   for (; k < n; k++) s += a[k] * b[k];
@@ -616,7 +611,7 @@ KERNEL256 static void latent_scores256(float *S, const float *qabs, const float 
       a0 = _mm256_fmadd_ps(q, _mm256_loadu_ps(e0 + k), a0), a1 = _mm256_fmadd_ps(q, _mm256_loadu_ps(e1 + k), a1);
       a2 = _mm256_fmadd_ps(q, _mm256_loadu_ps(e2 + k), a2), a3 = _mm256_fmadd_ps(q, _mm256_loadu_ps(e3 + k), a3);
     }
-    float t[LJ] = {hsum256(a0), hsum256(a1), hsum256(a2), hsum256(a3)};
+    float t[LJ] = {keel_hsum8(a0), keel_hsum8(a1), keel_hsum8(a2), keel_hsum8(a3)};
     for (int p = 0; p < nj; p++)
       S[(long)h * len + j0 + p] = (t[p] + dot_tail(qa, c[p], rv, rkv) + dot_tail(qp, e[p], dv, dr)) * scale;
   }

@@ -22,6 +22,14 @@ typedef float v16 __attribute__((vector_size(64), aligned(4)));
 
 typedef float v8 __attribute__((vector_size(32), aligned(4)));
 
+/* The sum of an AVX2 register's 8 lanes, for the AVX2 kernels (inlined into them). */
+#include <immintrin.h>
+static inline __attribute__((target("avx2"))) float keel_hsum8(__m256 v) {
+  __m128 t = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  t = _mm_add_ps(t, _mm_movehl_ps(t, t));
+  return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
+}
+
 typedef int vi16 __attribute__((vector_size(64), aligned(4)));
 
 /* The sum of 16 lanes by halving (lane i + lane i+8, then +4, +2, +1): four shuffles and

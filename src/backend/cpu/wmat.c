@@ -84,8 +84,8 @@ static inline A512 void deq512_fp8(v16 *o, const void *p) {
 }
 
 
-/* The same for AVX2 (with F16C), two 8-float halves: the portable forms above, compiled for
- * AVX2, converted lane by lane. */
+/* The same for AVX2 (with F16C), as two 8-float halves joined: for the AVX2 row dequantiser
+ * that feeds the GEMM's packing. */
 static inline A256 void join256(v16 *o, __m256 lo, __m256 hi) {
   v8 l = (v8)lo, h = (v8)hi;
   *o = __builtin_shufflevector(l, h, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
@@ -126,12 +126,40 @@ static inline const float *fp8_scales(const keel_wmat *w, long m) {
   return w->scale + ((m + w->row0) / 128) * ((w->K + 127) / 128);
 }
 
+/* What the rows kernels leave after their vectors: columns [k, K) of weight row m added to the
+ * four rows' sums s (int8 without its row scale), then the sums stored, scaled by it. */
+static void rows_tail(float *out, const float *const xr[4], const keel_wmat *w, int n0, int rows, long m, int k,
+                      float s[4]) {
+  for (; k < w->K; k++) {
+    float v = keel_wmat_get(w, m, k);
+    if (w->type == KEEL_W_INT8) v /= w->scale[m]; /* the row scale is applied below */
+    for (int r = 0; r < 4; r++) s[r] += xr[r][k] * v;
+  }
+  float rs = w->type == KEEL_W_INT8 ? w->scale[m] : 1.0f;
+  for (int r = 0; r < rows; r++) out[(long)(n0 + r) * w->M + m] = s[r] * rs;
+}
+
+/* What the columns kernels leave after their passes: out[k] for the columns [k0, K). */
+static void cols_tail(float *out, const float *x, const keel_wmat *w, int k0) {
+  for (int k = k0; k < w->K; k++) {
+    float s = 0;
+    for (int m = 0; m < w->M; m++) s += x[m] * keel_wmat_get(w, m, k);
+    out[k] = s;
+  }
+}
+
+/* How far ahead the columns kernels fetch: whole rows, PF_AHEAD bytes' worth (at least one). */
+static long cols_ahead(const keel_wmat *w, int esz) {
+  long row = (long)w->K * esz;
+  return PF_AHEAD / row > 0 ? PF_AHEAD / row * row : row;
+}
+
 /* One kernel per type: out[n][m] for rows n0..n0+rows (rows <= 4), weight rows m0..m1.
  * One row (decoding) runs four accumulators over k, or for FP8 sums each 64 columns (which
  * share a block scale) and scales the sum once; more rows share each dequantised vector. */
 #define ROWS_KERNEL(NAME, DEQ, ESZ, TYPE, ATTR, HSUM)                                                                \
   ATTR static void NAME(float *out, const float *x, const keel_wmat *w, int n0, int rows, int m0, int m1) {   \
-    int K = w->K, M = w->M, K16 = K & ~15, K64 = K & ~63;                                                    \
+    int K = w->K, K16 = K & ~15, K64 = K & ~63;                                                             \
     const float *xr[4];                                                                                      \
     for (int r = 0; r < 4; r++) xr[r] = x + (long)(n0 + (r < rows ? r : 0)) * K;                             \
     const uint8_t *base = w->data;                                                                           \
@@ -176,13 +204,7 @@ static inline const float *fp8_scales(const keel_wmat *w, long m) {
       float s[4] = {0, 0, 0, 0};                                                                             \
       s[0] = HSUM(&a0);                                                                                       \
       for (int i = 0; rows > 1 && i < 16; i++) s[1] += a1[i], s[2] += a2[i], s[3] += a3[i];                  \
-      for (; k < K; k++) {                                                                                   \
-        float v = keel_wmat_get(w, m, k);                                                                    \
-        if (TYPE == KEEL_W_INT8) v /= w->scale[m]; /* the row scale is applied below */                     \
-        for (int r = 0; r < 4; r++) s[r] += xr[r][k] * v;                                                    \
-      }                                                                                                      \
-      float rs = TYPE == KEEL_W_INT8 ? w->scale[m] : 1.0f;                                                   \
-      for (int r = 0; r < rows; r++) out[(long)(n0 + r) * M + m] = s[r] * rs;                                \
+      rows_tail(out, xr, w, n0, rows, m, k, s);                                                              \
     }                                                                                                        \
   }
 
@@ -201,11 +223,6 @@ ROWS_KERNEL(rows512_fp8, deq512_fp8, 1, KEEL_W_FP8, A512, hsum512)
 /* The rows kernels for AVX2, on its 16 registers: 8-float accumulators (the 16-float ones
  * above, compiled for AVX2, spilled to the stack and ran decoding at a quarter of the memory
  * bandwidth). The same sums as ROWS_KERNEL, in 8 lanes. */
-static inline A256 float hsum8(__m256 v) {
-  __m128 t = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  t = _mm_add_ps(t, _mm_movehl_ps(t, t));
-  return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
-}
 #define ROWS8_KERNEL(NAME, DEQ8, ESZ, TYPE)                                                                      \
   A256 static void NAME(float *out, const float *x, const keel_wmat *w, int n0, int rows, int m0, int m1) {     \
     int K = w->K, K8 = K & ~7, K32 = K & ~31;                                                                  \
@@ -245,14 +262,8 @@ static inline A256 float hsum8(__m256 v) {
         a2 = _mm256_fmadd_ps(_mm256_loadu_ps(xr[2] + k), v, a2);                                               \
         a3 = _mm256_fmadd_ps(_mm256_loadu_ps(xr[3] + k), v, a3);                                               \
       }                                                                                                        \
-      float s[4] = {hsum8(a0), hsum8(a1), hsum8(a2), hsum8(a3)};                                               \
-      for (; k < K; k++) {                                                                                     \
-        float v = keel_wmat_get(w, m, k);                                                                      \
-        if (TYPE == KEEL_W_INT8) v /= w->scale[m]; /* the row scale is applied below */                       \
-        for (int r = 0; r < 4; r++) s[r] += xr[r][k] * v;                                                      \
-      }                                                                                                        \
-      float rs = TYPE == KEEL_W_INT8 ? w->scale[m] : 1.0f;                                                     \
-      for (int r = 0; r < rows; r++) out[(long)(n0 + r) * w->M + m] = s[r] * rs;                               \
+      float s[4] = {keel_hsum8(a0), keel_hsum8(a1), keel_hsum8(a2), keel_hsum8(a3)};                           \
+      rows_tail(out, xr, w, n0, rows, m, k, s);                                                                \
     }                                                                                                          \
   }
 ROWS8_KERNEL(rows256_f32, deq8_f32, 4, KEEL_W_F32)
@@ -263,8 +274,8 @@ ROWS8_KERNEL(rows256_fp8, deq8_fp8, 1, KEEL_W_FP8)
 
 /* out (K) = x (M) deq(w), one row of x (absorbing a weight into a decoding query): each
  * weight read once, W = 16 EACH output columns held in named accumulators at a time (AVX-512:
- * 256 in 16; AVX2 and portable: 64 in 4, two registers each). The int8 row scale folds into
- * x[m], and so do fp8's block scales of the pass's (one or two) 128 columns. */
+ * 256 in 16; portable: 64 in 4; AVX2 has its own below). The int8 row scale folds into x[m],
+ * and so do fp8's block scales of the pass's (one or two) 128 columns. */
 #define EACH16(X, ...)                                                                                      \
   X(0, __VA_ARGS__) X(1, __VA_ARGS__) X(2, __VA_ARGS__) X(3, __VA_ARGS__) X(4, __VA_ARGS__) X(5, __VA_ARGS__)   \
   X(6, __VA_ARGS__) X(7, __VA_ARGS__) X(8, __VA_ARGS__) X(9, __VA_ARGS__) X(10, __VA_ARGS__)                   \
@@ -275,7 +286,7 @@ ROWS8_KERNEL(rows256_fp8, deq8_fp8, 1, KEEL_W_FP8)
     enum { W = 16 * (0 EACH(COLS_ONE)) };                                                              \
     int K = w->K, KW = K / W * W;                                                                      \
     const uint8_t *base = w->data;                                                                     \
-    long ahead = PF_AHEAD / ((long)K * (ESZ)) > 0 ? PF_AHEAD / ((long)K * (ESZ)) * K * (ESZ) : (long)K * (ESZ); \
+    long ahead = cols_ahead(w, ESZ);                                                                   \
     for (int k0 = 0; k0 < KW; k0 += W) {                                                               \
       EACH(COLS_ZERO, DEQ, ESZ, TYPE)                                                                  \
       for (int m = 0; m < w->M; m++) {                                                                 \
@@ -292,11 +303,7 @@ ROWS8_KERNEL(rows256_fp8, deq8_fp8, 1, KEEL_W_FP8)
       }                                                                                                \
       EACH(COLS_STORE, DEQ, ESZ, TYPE)                                                                 \
     }                                                                                                  \
-    for (int k = KW; k < K; k++) { /* the last K % W columns */                                        \
-      float s = 0;                                                                                     \
-      for (int m = 0; m < w->M; m++) s += x[m] * keel_wmat_get(w, m, k);                              \
-      out[k] = s;                                                                                      \
-    }                                                                                                  \
+    cols_tail(out, x, w, KW); /* the last K % W columns */                                           \
   }
 #define COLS_ONE(i, ...) +1
 #define COLS_ZERO(i, ...) v16 a##i = {0};
@@ -338,7 +345,7 @@ ROW_DEQ(row512_fp8, deq512_fp8, 1, A512)
     enum { W = 64 };                                                                                          \
     int K = w->K, KW = K / W * W;                                                                             \
     const uint8_t *base = w->data;                                                                            \
-    long ahead = PF_AHEAD / ((long)K * (ESZ)) > 0 ? PF_AHEAD / ((long)K * (ESZ)) * K * (ESZ) : (long)K * (ESZ); \
+    long ahead = cols_ahead(w, ESZ);                                                                          \
     for (int k0 = 0; k0 < KW; k0 += W) {                                                                      \
       __m256 a[8];                                                                                            \
       for (int i = 0; i < 8; i++) a[i] = _mm256_setzero_ps();                                                 \
@@ -352,11 +359,7 @@ ROW_DEQ(row512_fp8, deq512_fp8, 1, A512)
       }                                                                                                       \
       for (int i = 0; i < 8; i++) _mm256_storeu_ps(out + k0 + 8 * i, a[i]);                                   \
     }                                                                                                         \
-    for (int k = KW; k < K; k++) { /* the last K % 64 columns */                                              \
-      float s = 0;                                                                                            \
-      for (int m = 0; m < w->M; m++) s += x[m] * keel_wmat_get(w, m, k);                                      \
-      out[k] = s;                                                                                             \
-    }                                                                                                         \
+    cols_tail(out, x, w, KW); /* the last K % 64 columns */                                                  \
   }
 COLS8_KERNEL(cols256_f32, deq8_f32, 4, KEEL_W_F32)
 COLS8_KERNEL(cols256_bf16, deq8_bf16, 2, KEEL_W_BF16)
