@@ -251,6 +251,11 @@ int main(void) {
     float *q = rnd(&r, (size_t)Nt * H * (dn + dr)), *kv = rnd(&r, (size_t)Nt * H * (dn + dv)), *kpe = rnd(&r, (size_t)Nt * dr);
     float *o1 = keel_xmalloc((size_t)Nt * H * dv * 4), *o2 = keel_xmalloc((size_t)Nt * H * dv * 4);
     float *a1 = keel_xmalloc((size_t)B * H * T * T * 4), *a2 = keel_xmalloc((size_t)B * H * T * T * 4);
+    memset(a1, 0xff, (size_t)B * H * T * T * 4); /* NaN: the masked lanes past the diagonal must not leak */
+    if (pass) /* key 143 far larger than the rest: rows 128..142 must not see it (a masked lane of theirs) */
+      for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+          for (int i = 0; i < dn; i++) kv[((size_t)(b * T + 143) * H + h) * (dn + dv) + i] *= 1000;
     fast->attention(o1, a1, q, kv, kpe, B, T, H, dn, dr, dv, 0.3f);
     ref->attention(o2, a2, q, kv, kpe, B, T, H, dn, dr, dv, 0.3f);
     CHECK(rel(o1, o2, (size_t)Nt * H * dv) < 1e-5 && rel(a1, a2, (size_t)B * H * T * T) < 1e-5);

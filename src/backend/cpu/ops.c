@@ -206,6 +206,68 @@ static void keys_cat(float *kc, const float *kv, const float *kpe, int T, int H,
   }
 }
 
+/* The largest of 16 lanes by halving, as keel_hsum16 (inlined into each KERNEL clone). */
+static inline float hmax16(const v16 *pm) {
+  v16 m = *pm, t = __builtin_shufflevector(m, m, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7);
+  m = (v16)(((vi16)(t > m) & (vi16)t) | (~(vi16)(t > m) & (vi16)m));
+  t = __builtin_shufflevector(m, m, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11);
+  m = (v16)(((vi16)(t > m) & (vi16)t) | (~(vi16)(t > m) & (vi16)m));
+  t = __builtin_shufflevector(m, m, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
+  m = (v16)(((vi16)(t > m) & (vi16)t) | (~(vi16)(t > m) & (vi16)m));
+  t = __builtin_shufflevector(m, m, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
+  return t[0] > m[0] ? t[0] : m[0];
+}
+
+/* The causal softmax of score rows [r0, r1) of P (T x T; row t's keys [0, t] valid) in place:
+ * P = softmax(scale S) over those keys, 0 past them. One call a block of rows, whole 16-float
+ * vectors: a row's last partial vector runs masked when the row has room for it (the lanes past
+ * t selected away, never multiplied, as they hold whatever the GEMM or an earlier pair left),
+ * rather than through a scalar exp; the row's passes (max, exp and sum, 1 / sum) stay in L1. */
+KERNEL static void causal_softmax(float *P, int T, int r0, int r1, float scale) {
+  const vi16 iota = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  const v16 zero = {0}, ninf = zero - INFINITY;
+  for (int t = r0; t < r1; t++) {
+    float *a = P + (long)t * T;
+    int n = t + 1, nv = n & ~15, vt = n > nv && nv + 16 <= T, end = vt ? nv + 16 : n;
+    vi16 keep = iota < n - nv;
+    v16 m = ninf, xt = ninf;
+    for (int i = 0; i < nv; i += 16) {
+      v16 v = ld(a + i) * scale;
+      vi16 gt = v > m;
+      m = (v16)((gt & (vi16)v) | (~gt & (vi16)m));
+    }
+    if (vt) {
+      xt = ld(a + nv) * scale;
+      xt = (v16)((keep & (vi16)xt) | (~keep & (vi16)ninf));
+      vi16 gt = xt > m;
+      m = (v16)((gt & (vi16)xt) | (~gt & (vi16)m));
+    }
+    float mx = hmax16(&m);
+    if (!vt)
+      for (int i = nv; i < n; i++) mx = a[i] * scale > mx ? a[i] * scale : mx;
+    v16 acc = zero;
+    for (int i = 0; i < nv; i += 16) {
+      v16 e = ld(a + i) * scale - mx;
+      keel_exp16(&e);
+      *(v16 *)(a + i) = e, acc += e;
+    }
+    if (vt) {
+      v16 e = xt - mx;
+      keel_exp16(&e);
+      e = (v16)((keep & (vi16)e) | (~keep & (vi16)zero));
+      *(v16 *)(a + nv) = e, acc += e;
+    }
+    float sum = keel_hsum16(&acc); /* at most T terms in [0, 1]: a float sum suffices */
+    if (!vt)
+      for (int i = nv; i < n; i++) sum += a[i] = expf(a[i] * scale - mx);
+    float inv = 1 / sum;
+    for (int i = 0; i < end; i += 16) /* end - i may be < 16 only without room: scalar then */
+      if (i + 16 <= end) *(v16 *)(a + i) = ld(a + i) * inv;
+      else for (int k = i; k < end; k++) a[k] *= inv;
+    memset(a + end, 0, (size_t)(T - end) * sizeof *a);
+  }
+}
+
 /* MLA attention (naive form) on the packed GEMM: per (sequence, head), handed to threads as they
  * come free (the cores may run at different speeds), the scores
  * S = [q_nope | q_pe] [k_nope | k_pe]^T, their causal softmax in place (masked entries 0) and
@@ -231,27 +293,43 @@ static void attention(float *out, float *att, const float *q, const float *kv, c
       for (int r0 = 0; r0 < T; r0 += BT) { /* rows [r0, r1): keys [0, r1) */
         int r1 = T - r0 < BT ? T : r0 + BT;
         keel_cpu_gemm(P + (long)r0 * T, T, qb + (long)r0 * H * dq, (long)H * dq, 1, &bk, r1 - r0, dq, r1, 0);
-        for (int t = r0; t < r1; t++) {
-          float *a = P + (long)t * T;
-          scale_row(a, t + 1, scale);
-          scale_row(a, t + 1, (float)(1 / exp_sum(a, t + 1, row_max(a, t + 1))));
-          memset(a + t + 1, 0, (size_t)(T - t - 1) * sizeof *a);
-        }
+        causal_softmax(P, T, r0, r1, scale);
         keel_cpu_gemm(o + (long)r0 * H * dv, (long)H * dv, P + (long)r0 * T, T, 1, &bv, r1 - r0, r1, dv, 0);
       }
     }
 }
 
-/* d = scale a (d - a.d) over n entries: a softmax row's gradient from its probabilities a, the
- * dot in 16 lanes. */
-KERNEL static void softmax_grad_row(float *d, const float *a, int n, float scale) {
-  v16 acc = {0};
-  int j = 0;
-  for (; j + 16 <= n; j += 16) acc += ld(a + j) * ld(d + j);
-  float dot = hsum(&acc);
-  for (; j < n; j++) dot += a[j] * d[j];
-#pragma omp simd
-  for (int k = 0; k < n; k++) d[k] = a[k] * (d[k] - dot) * scale;
+/* The softmax gradient of rows [r0, r1) of dS (T x T) in place from the probabilities P:
+ * dS = scale P (dS - P.dS) over keys [0, t], 0 past them. As causal_softmax, whole vectors
+ * with the lanes past t selected away (dS holds stale values there). */
+KERNEL static void causal_softmax_grad(float *dS, const float *P, int T, int r0, int r1, float scale) {
+  const vi16 iota = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  const v16 zero = {0};
+  for (int t = r0; t < r1; t++) {
+    float *d = dS + (long)t * T;
+    const float *a = P + (long)t * T;
+    int n = t + 1, nv = n & ~15, vt = n > nv && nv + 16 <= T, end = vt ? nv + 16 : n;
+    vi16 keep = iota < n - nv;
+    v16 acc = zero;
+    for (int i = 0; i < nv; i += 16) acc += ld(a + i) * ld(d + i);
+    v16 dt = zero;
+    if (vt) {
+      dt = ld(d + nv);
+      dt = (v16)((keep & (vi16)dt) | (~keep & (vi16)zero));
+      acc += ld(a + nv) * dt;
+    }
+    float dot = keel_hsum16(&acc);
+    if (!vt)
+      for (int i = nv; i < n; i++) dot += a[i] * d[i];
+    for (int i = 0; i < nv; i += 16) *(v16 *)(d + i) = ld(a + i) * (ld(d + i) - dot) * scale;
+    if (vt) {
+      v16 g = ld(a + nv) * (dt - dot) * scale;
+      *(v16 *)(d + nv) = (v16)((keep & (vi16)g) | (~keep & (vi16)zero));
+    } else {
+      for (int i = nv; i < n; i++) d[i] = a[i] * (d[i] - dot) * scale;
+    }
+    memset(d + end, 0, (size_t)(T - end) * sizeof *d);
+  }
 }
 
 static void attention_backward(float *dq, float *dkv, float *dkpe, const float *dout, const float *att, const float *q,
@@ -286,10 +364,7 @@ static void attention_backward(float *dq, float *dkv, float *dkpe, const float *
         int r1 = T - r0 < BT ? T : r0 + BT;
         /* dP = dO V^T, then dS = P (dP - rowsum(P dP)) scale, then dq += dS [k_nope | k_pe] */
         keel_cpu_gemm(dS + (long)r0 * T, T, go + (long)r0 * H * dv, (long)H * dv, 1, &bvt, r1 - r0, dv, r1, 0);
-        for (int t = r0; t < r1; t++) {
-          softmax_grad_row(dS + (long)t * T, P + (long)t * T, t + 1, scale);
-          memset(dS + (long)t * T + t + 1, 0, (size_t)(T - t - 1) * sizeof *dS);
-        }
+        causal_softmax_grad(dS, P, T, r0, r1, scale);
         keel_cpu_gemm(dqb + (long)r0 * H * dq_, (long)H * dq_, dS + (long)r0 * T, T, 1, &bk, r1 - r0, r1, dq_, 1);
       }
       for (int k0 = 0; k0 < T; k0 += BT) { /* key rows [k0, k1): queries [k0, T), rows k0.. of Q and dO */
