@@ -134,6 +134,18 @@ static inline double hsum_d(const v16 *v) {
   return s;
 }
 
+/* The largest of 16 lanes by halving, as keel_hsum16 (inlined into each KERNEL clone). */
+static inline float hmax16(const v16 *pm) {
+  v16 m = *pm, t = __builtin_shufflevector(m, m, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7);
+  m = (v16)(((vi16)(t > m) & (vi16)t) | (~(vi16)(t > m) & (vi16)m));
+  t = __builtin_shufflevector(m, m, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11);
+  m = (v16)(((vi16)(t > m) & (vi16)t) | (~(vi16)(t > m) & (vi16)m));
+  t = __builtin_shufflevector(m, m, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
+  m = (v16)(((vi16)(t > m) & (vi16)t) | (~(vi16)(t > m) & (vi16)m));
+  t = __builtin_shufflevector(m, m, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
+  return t[0] > m[0] ? t[0] : m[0];
+}
+
 KERNEL static float row_max(const float *x, int n) {
   v16 m = {0};
   m -= INFINITY;
@@ -143,8 +155,7 @@ KERNEL static float row_max(const float *x, int n) {
     vi16 gt = v > m;
     m = (v16)((gt & (vi16)v) | (~gt & (vi16)m));
   }
-  float r = -INFINITY;
-  for (int k = 0; k < 16; k++) r = m[k] > r ? m[k] : r;
+  float r = hmax16(&m);
   for (; i < n; i++) r = x[i] > r ? x[i] : r;
   return r;
 }
@@ -204,18 +215,6 @@ static void keys_cat(float *kc, const float *kv, const float *kpe, int T, int H,
     memcpy(kc + (long)t * (dn + dr), kv + (long)t * H * (dn + dv), (size_t)dn * sizeof *kc);
     memcpy(kc + (long)t * (dn + dr) + dn, kpe + (long)t * dr, (size_t)dr * sizeof *kc);
   }
-}
-
-/* The largest of 16 lanes by halving, as keel_hsum16 (inlined into each KERNEL clone). */
-static inline float hmax16(const v16 *pm) {
-  v16 m = *pm, t = __builtin_shufflevector(m, m, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7);
-  m = (v16)(((vi16)(t > m) & (vi16)t) | (~(vi16)(t > m) & (vi16)m));
-  t = __builtin_shufflevector(m, m, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11);
-  m = (v16)(((vi16)(t > m) & (vi16)t) | (~(vi16)(t > m) & (vi16)m));
-  t = __builtin_shufflevector(m, m, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
-  m = (v16)(((vi16)(t > m) & (vi16)t) | (~(vi16)(t > m) & (vi16)m));
-  t = __builtin_shufflevector(m, m, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
-  return t[0] > m[0] ? t[0] : m[0];
 }
 
 /* The causal softmax of score rows [r0, r1) of P (T x T; row t's keys [0, t] valid) in place:
