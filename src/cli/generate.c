@@ -341,7 +341,8 @@ int keel_cmd_eval(int argc, char **argv) {
                "The first prints validation loss and perplexity; the second writes float32 little-endian\n"
                "logits (T, vocab) of the main head, then (T-k, vocab) of each MTP depth k with --mtp.\n"
                "With --dtype f32|bf16|int8|fp8 the loss is computed on the inference path for the stored\n"
-               "weights and for them converted, with how far the logits move.\n");
+               "weights and for them converted, with how far the logits move.\n\n"
+               "  -t, --threads N          threads (default: all cores)\n");
         return 0;
       default: return keel_cli_usage_error("eval", "bad option");
     }
