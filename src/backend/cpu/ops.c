@@ -137,11 +137,11 @@ static inline double hsum_d(const v16 *v) {
 /* The largest of 16 lanes by halving, as keel_hsum16 (inlined into each KERNEL clone). */
 static inline float hmax16(const v16 *pm) {
   v16 m = *pm, t = __builtin_shufflevector(m, m, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7);
-  m = (v16)(((vi16)(t > m) & (vi16)t) | (~(vi16)(t > m) & (vi16)m));
+  m = KEEL_SEL16(t > m, t, m);
   t = __builtin_shufflevector(m, m, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11);
-  m = (v16)(((vi16)(t > m) & (vi16)t) | (~(vi16)(t > m) & (vi16)m));
+  m = KEEL_SEL16(t > m, t, m);
   t = __builtin_shufflevector(m, m, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
-  m = (v16)(((vi16)(t > m) & (vi16)t) | (~(vi16)(t > m) & (vi16)m));
+  m = KEEL_SEL16(t > m, t, m);
   t = __builtin_shufflevector(m, m, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
   return t[0] > m[0] ? t[0] : m[0];
 }
@@ -152,8 +152,7 @@ KERNEL static float row_max(const float *x, int n) {
   int i = 0;
   for (; i + 16 <= n; i += 16) {
     v16 v = ld(x + i);
-    vi16 gt = v > m;
-    m = (v16)((gt & (vi16)v) | (~gt & (vi16)m));
+    m = KEEL_SEL16(v > m, v, m);
   }
   float r = hmax16(&m);
   for (; i < n; i++) r = x[i] > r ? x[i] : r;
@@ -220,8 +219,8 @@ static void keys_cat(float *kc, const float *kv, const float *kpe, int T, int H,
 /* The causal softmax of score rows [r0, r1) of P (T x T; row t's keys [0, t] valid) in place:
  * P = softmax(scale S) over those keys, 0 past them. One call a block of rows, whole 16-float
  * vectors: a row's last partial vector runs masked when the row has room for it (the lanes past
- * t selected away, never multiplied, as they hold whatever the GEMM or an earlier pair left),
- * rather than through a scalar exp; the row's passes (max, exp and sum, 1 / sum) stay in L1. */
+ * t selected away, not zeroed by a multiply: they hold whatever the GEMM or an earlier pair
+ * left, NaN included), rather than through a scalar exp; the row's passes (max, exp and sum, 1 / sum) stay in L1. */
 KERNEL static void causal_softmax(float *P, int T, int r0, int r1, float scale) {
   const vi16 iota = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
   const v16 zero = {0}, ninf = zero - INFINITY;
@@ -232,14 +231,12 @@ KERNEL static void causal_softmax(float *P, int T, int r0, int r1, float scale) 
     v16 m = ninf, xt = ninf;
     for (int i = 0; i < nv; i += 16) {
       v16 v = ld(a + i) * scale;
-      vi16 gt = v > m;
-      m = (v16)((gt & (vi16)v) | (~gt & (vi16)m));
+      m = KEEL_SEL16(v > m, v, m);
     }
     if (vt) {
       xt = ld(a + nv) * scale;
-      xt = (v16)((keep & (vi16)xt) | (~keep & (vi16)ninf));
-      vi16 gt = xt > m;
-      m = (v16)((gt & (vi16)xt) | (~gt & (vi16)m));
+      xt = KEEL_SEL16(keep, xt, ninf);
+      m = KEEL_SEL16(xt > m, xt, m);
     }
     float mx = hmax16(&m);
     if (!vt)
@@ -253,7 +250,7 @@ KERNEL static void causal_softmax(float *P, int T, int r0, int r1, float scale) 
     if (vt) {
       v16 e = xt - mx;
       keel_exp16(&e);
-      e = (v16)((keep & (vi16)e) | (~keep & (vi16)zero));
+      e = KEEL_SEL16(keep, e, zero);
       *(v16 *)(a + nv) = e, acc += e;
     }
     float sum = keel_hsum16(&acc); /* at most T terms in [0, 1]: a float sum suffices */
@@ -314,7 +311,7 @@ KERNEL static void causal_softmax_grad(float *dS, const float *P, int T, int r0,
     v16 dt = zero;
     if (vt) {
       dt = ld(d + nv);
-      dt = (v16)((keep & (vi16)dt) | (~keep & (vi16)zero));
+      dt = KEEL_SEL16(keep, dt, zero);
       acc += ld(a + nv) * dt;
     }
     float dot = keel_hsum16(&acc);
@@ -323,7 +320,7 @@ KERNEL static void causal_softmax_grad(float *dS, const float *P, int T, int r0,
     for (int i = 0; i < nv; i += 16) *(v16 *)(d + i) = ld(a + i) * (ld(d + i) - dot) * scale;
     if (vt) {
       v16 g = ld(a + nv) * (dt - dot) * scale;
-      *(v16 *)(d + nv) = (v16)((keep & (vi16)g) | (~keep & (vi16)zero));
+      *(v16 *)(d + nv) = KEEL_SEL16(keep, g, zero);
     } else {
       for (int i = nv; i < n; i++) d[i] = a[i] * (d[i] - dot) * scale;
     }

@@ -31,6 +31,8 @@ static inline __attribute__((target("avx2"))) float keel_hsum8(__m256 v) {
 }
 
 typedef int vi16 __attribute__((vector_size(64), aligned(4)));
+/* The lanes of a where the mask k (a comparison's -1 or 0 per lane) is set, else of b. */
+#define KEEL_SEL16(k, a, b) ((v16)(((k) & (vi16)(a)) | (~(k) & (vi16)(b))))
 
 /* The sum of 16 lanes by halving (lane i + lane i+8, then +4, +2, +1): four shuffles and
  * adds, not a chain of 16 dependent adds. Inlined into each KERNEL clone. */
@@ -50,8 +52,8 @@ static inline __attribute__((always_inline)) void keel_exp16(v16 *px) {
   const v16 zero = {0}, lo = zero - 87.3f, hi = zero + 88.3f;
   v16 x = *px;
   vi16 below = x < lo, above = x > hi;
-  x = (v16)((below & (vi16)lo) | (~below & (vi16)x));
-  x = (v16)((above & (vi16)hi) | (~above & (vi16)x));
+  x = KEEL_SEL16(below, lo, x);
+  x = KEEL_SEL16(above, hi, x);
   v16 t = x * 1.44269504088896341f + 0x1.8p23f; /* round(x / ln 2) in the low mantissa bits */
   v16 n = t - 0x1.8p23f;
   v16 r = x - n * 0.693359375f + n * 2.12194440e-4f;
