@@ -59,7 +59,7 @@ static inline void deq_fp8(v16 *o, const void *p) {
   u32x16 normal = sign | (e + 112) << 23 | man << 20;
   v16 sub = __builtin_convertvector((i32x16)man, v16) * 0x1p-17f;
   u32x16 subbits = (u32x16)sub | sign;
-  u32x16 isz = (u32x16)(e == 0);
+  u32x16 isz = (u32x16)(((i32x16)e - 1) >> 31); /* all ones where e is 0; GCC made e == 0 a compare per lane */
   *o = (v16)((isz & subbits) | (~isz & normal));
 }
 
