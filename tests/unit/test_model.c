@@ -3,11 +3,13 @@
  * experts, dense and MoE layers, balance loss, MTP of depth 2) against central
  * finite differences of the loss. */
 #include <math.h>
+#include <omp.h>
 
 #include "check.h"
 #include "core/rng.h"
 #include "infer/session.h"
 #include "model/model.h"
+#include "train/optim.h"
 
 static const char *tiny_json =
     "{\"vocab_size\": 37, \"hidden_size\": 16, \"intermediate_size\": 24, \"moe_intermediate_size\": 8,"
@@ -259,8 +261,35 @@ static void test_recompute(void) {
   for (int k = 0; k < 2; k++) keel_model_free(&m[k]);
 }
 
+/* The gradient norm against a plain double sum, and the same bits on one thread and on two (its
+ * chunks' partial sums are added in chunk order). */
+static void test_grad_norm(void) {
+  keel_model m; /* keel_grad_norm reads the gradients and their count only */
+  memset(&m, 0, sizeof m);
+  m.tab.total = 5 * (1 << 16) + 1234; /* several of its chunks and a partial one */
+  m.grads = keel_xmalloc(m.tab.total * sizeof *m.grads);
+  keel_rng r;
+  keel_rng_init(&r, 9);
+  double want = 0;
+  for (size_t i = 0; i < m.tab.total; i++) {
+    m.grads[i] = (float)keel_rng_normal(&r) * (i % 7 == 0 ? 100.0f : 0.01f);
+    want += (double)m.grads[i] * m.grads[i];
+  }
+  want = sqrt(want);
+  double got[2];
+  for (int k = 0; k < 2; k++) {
+    omp_set_num_threads(k + 1);
+    got[k] = keel_grad_norm(&m);
+  }
+  omp_set_num_threads(omp_get_num_procs());
+  CHECK_MSG(fabs(got[0] - want) <= 1e-12 * want, "grad norm %.17g, plain sum %.17g", got[0], want);
+  CHECK(got[0] == got[1]);
+  free(m.grads);
+}
+
 int main(void) {
   test_config();
+  test_grad_norm();
   test_gradients();
   test_recompute();
   test_cached_decode();
