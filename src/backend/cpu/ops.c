@@ -137,11 +137,11 @@ static inline double hsum_d(const v16 *v) {
 /* The largest of 16 lanes by halving, as keel_hsum16 (inlined into each KERNEL clone). */
 static inline float hmax16(const v16 *pm) {
   v16 m = *pm, t = __builtin_shufflevector(m, m, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7);
-  m = KEEL_SEL16(t > m, t, m);
+  keel_max16(&m, &t);
   t = __builtin_shufflevector(m, m, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11);
-  m = KEEL_SEL16(t > m, t, m);
+  keel_max16(&m, &t);
   t = __builtin_shufflevector(m, m, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
-  m = KEEL_SEL16(t > m, t, m);
+  keel_max16(&m, &t);
   t = __builtin_shufflevector(m, m, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
   return t[0] > m[0] ? t[0] : m[0];
 }
@@ -152,7 +152,7 @@ KERNEL static float row_max(const float *x, int n) {
   int i = 0;
   for (; i + 16 <= n; i += 16) {
     v16 v = ld(x + i);
-    m = KEEL_SEL16(v > m, v, m);
+    keel_max16(&m, &v);
   }
   float r = hmax16(&m);
   for (; i < n; i++) r = x[i] > r ? x[i] : r;
@@ -222,21 +222,19 @@ static void keys_cat(float *kc, const float *kv, const float *kpe, int T, int H,
  * t selected away, not zeroed by a multiply: they hold whatever the GEMM or an earlier pair
  * left, NaN included), rather than through a scalar exp; the row's passes (max, exp and sum, 1 / sum) stay in L1. */
 KERNEL static void causal_softmax(float *P, int T, int r0, int r1, float scale) {
-  const vi16 iota = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
   const v16 zero = {0}, ninf = zero - INFINITY;
   for (int t = r0; t < r1; t++) {
     float *a = P + (long)t * T;
     int n = t + 1, nv = n & ~15, vt = n > nv && nv + 16 <= T, end = vt ? nv + 16 : n;
-    vi16 keep = iota < n - nv;
     v16 m = ninf, xt = ninf;
     for (int i = 0; i < nv; i += 16) {
       v16 v = ld(a + i) * scale;
-      m = KEEL_SEL16(v > m, v, m);
+      keel_max16(&m, &v);
     }
     if (vt) {
       xt = ld(a + nv) * scale;
-      xt = KEEL_SEL16(keep, xt, ninf);
-      m = KEEL_SEL16(xt > m, xt, m);
+      keel_keep16(&xt, n - nv, -INFINITY);
+      keel_max16(&m, &xt);
     }
     float mx = hmax16(&m);
     if (!vt)
@@ -250,7 +248,7 @@ KERNEL static void causal_softmax(float *P, int T, int r0, int r1, float scale) 
     if (vt) {
       v16 e = xt - mx;
       keel_exp16(&e);
-      e = KEEL_SEL16(keep, e, zero);
+      keel_keep16(&e, n - nv, 0.0f);
       *(v16 *)(a + nv) = e, acc += e;
     }
     float sum = keel_hsum16(&acc); /* at most T terms in [0, 1]: a float sum suffices */
@@ -299,19 +297,17 @@ static void attention(float *out, float *att, const float *q, const float *kv, c
  * dS = scale P (dS - P.dS) over keys [0, t], 0 past them. As causal_softmax, whole vectors
  * with the lanes past t selected away (dS holds stale values there). */
 KERNEL static void causal_softmax_grad(float *dS, const float *P, int T, int r0, int r1, float scale) {
-  const vi16 iota = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
   const v16 zero = {0};
   for (int t = r0; t < r1; t++) {
     float *d = dS + (long)t * T;
     const float *a = P + (long)t * T;
     int n = t + 1, nv = n & ~15, vt = n > nv && nv + 16 <= T, end = vt ? nv + 16 : n;
-    vi16 keep = iota < n - nv;
     v16 acc = zero;
     for (int i = 0; i < nv; i += 16) acc += ld(a + i) * ld(d + i);
     v16 dt = zero;
     if (vt) {
       dt = ld(d + nv);
-      dt = KEEL_SEL16(keep, dt, zero);
+      keel_keep16(&dt, n - nv, 0.0f);
       acc += ld(a + nv) * dt;
     }
     float dot = keel_hsum16(&acc);
@@ -320,7 +316,8 @@ KERNEL static void causal_softmax_grad(float *dS, const float *P, int T, int r0,
     for (int i = 0; i < nv; i += 16) *(v16 *)(d + i) = ld(a + i) * (ld(d + i) - dot) * scale;
     if (vt) {
       v16 g = ld(a + nv) * (dt - dot) * scale;
-      *(v16 *)(d + nv) = KEEL_SEL16(keep, g, zero);
+      keel_keep16(&g, n - nv, 0.0f);
+      *(v16 *)(d + nv) = g;
     } else {
       for (int i = nv; i < n; i++) d[i] = a[i] * (d[i] - dot) * scale;
     }

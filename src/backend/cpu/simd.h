@@ -31,8 +31,15 @@ static inline __attribute__((target("avx2"))) float keel_hsum8(__m256 v) {
 }
 
 typedef int vi16 __attribute__((vector_size(64), aligned(4)));
-/* The lanes of a where the mask k (a comparison's -1 or 0 per lane) is set, else of b. */
-#define KEEL_SEL16(k, a, b) ((v16)(((k) & (vi16)(a)) | (~(k) & (vi16)(b))))
+/* Per-lane selects, written lane by lane: GCC vectorises these loops on every ISA, where a
+ * comparison of two 16-float vectors (a > b, a mask) became scalar compares and moves in the
+ * AVX2 and portable copies (2 x 8 or 4 x 4 lanes). Inlined into each KERNEL clone. */
+static inline __attribute__((always_inline)) void keel_max16(v16 *m, const v16 *v) { /* m = max(m, v) */
+  for (int k = 0; k < 16; k++) (*m)[k] = (*v)[k] > (*m)[k] ? (*v)[k] : (*m)[k];
+}
+static inline __attribute__((always_inline)) void keel_keep16(v16 *x, int n, float other) { /* lanes >= n = other */
+  for (int k = 0; k < 16; k++) (*x)[k] = k < n ? (*x)[k] : other;
+}
 
 /* The sum of 16 lanes by halving (lane i + lane i+8, then +4, +2, +1): four shuffles and
  * adds, not a chain of 16 dependent adds. Inlined into each KERNEL clone. */
@@ -49,11 +56,9 @@ static inline float keel_hsum16(const v16 *v) {
  * never overflows to inf nor flushes to 0 (e^-87.3 ~ 1e-38); NaN stays NaN.
  * Inlined into each KERNEL clone (hence a pointer, not a vector argument). */
 static inline __attribute__((always_inline)) void keel_exp16(v16 *px) {
-  const v16 zero = {0}, lo = zero - 87.3f, hi = zero + 88.3f;
   v16 x = *px;
-  vi16 below = x < lo, above = x > hi;
-  x = KEEL_SEL16(below, lo, x);
-  x = KEEL_SEL16(above, hi, x);
+  for (int k = 0; k < 16; k++) /* lane by lane, as keel_max16 */
+    x[k] = x[k] < -87.3f ? -87.3f : x[k] > 88.3f ? 88.3f : x[k];
   v16 t = x * 1.44269504088896341f + 0x1.8p23f; /* round(x / ln 2) in the low mantissa bits */
   v16 n = t - 0x1.8p23f;
   v16 r = x - n * 0.693359375f + n * 2.12194440e-4f;
