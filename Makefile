@@ -39,7 +39,7 @@ ifeq ($(HAVE_MHD),1)
 LDLIBS += -lmicrohttpd
 endif
 
-.PHONY: all lib keel test demo asan fuzz features setup unit clean bench
+.PHONY: all lib keel test demo asan isa fuzz features setup unit clean bench
 all: check-deps $(BUILD)/keel $(BUILD)/libkeel.a
 
 check-deps:
@@ -84,6 +84,14 @@ unit: $(UNIT_BIN)
 asan:
 	$(MAKE) BUILD=build/asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" all unit
 
+# The kernels written once on generic vectors (KERNEL) are copies the CPU picks at load time,
+# out of KEEL_CPU's reach: these builds compile one copy, for AVX2 and for x86-64, with the unit
+# tests of the kernels, which scripts/run_tests.sh runs under the same KEEL_CPU.
+ISA_TESTS := test_backend test_ops test_model
+isa:
+	$(MAKE) BUILD=build/avx2 CFLAGS="-O2 -g -march=haswell -DKEEL_ONE_ISA" $(ISA_TESTS:%=build/avx2/tests/%)
+	$(MAKE) BUILD=build/portable CFLAGS="-O2 -g -march=x86-64 -DKEEL_ONE_ISA" $(ISA_TESTS:%=build/portable/tests/%)
+
 FUZZ_BIN := $(FUZZ:tests/fuzz/%.c=build/fuzz/%)
 build/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(wildcard configs/clusters/*.json)
 	@mkdir -p $(dir $@)
@@ -96,6 +104,7 @@ setup:
 test: setup
 	$(MAKE) all unit build/bench/tokenizer_bench
 	$(MAKE) asan
+	$(MAKE) isa
 	@if [ "$(HAVE_FUZZER)" = 1 ]; then $(MAKE) fuzz; fi
 	bash scripts/run_tests.sh
 

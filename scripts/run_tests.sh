@@ -25,11 +25,14 @@ run() { # name, command...
 }
 
 for t in build/tests/test_*; do [ -x "$t" ] && run "unit/$(basename "$t")" "$t"; done
-# the kernels written per vector width, each width forced (a CPU without it runs its best),
-# also under ASan/UBSan
+# the kernels written per vector width, each width forced (a CPU without it runs its best):
+# in the one-ISA builds (make isa), which also hold that ISA's copy of the kernels the CPU
+# picks at load time; also under ASan/UBSan
 for isa in avx2 portable; do
   for t in test_backend test_ops test_model; do
-    run "unit-$isa/$t" env KEEL_CPU=$isa "build/tests/$t"
+    bin="build/$isa/tests/$t"
+    [ -x "$bin" ] || bin="build/tests/$t"
+    run "unit-$isa/$t" env KEEL_CPU=$isa "$bin"
     [ -x "build/asan/tests/$t" ] && run "asan-$isa/$t" env KEEL_CPU=$isa "build/asan/tests/$t"
   done
 done

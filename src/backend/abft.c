@@ -1,5 +1,6 @@
 /* ABFT checksums around an inner backend's GEMMs. Sums are taken in double. */
 #include "../core/clock.h"
+#include "../core/cpu.h"
 #include "abft.h"
 
 #include <math.h>
@@ -55,7 +56,7 @@ static csums block_sums(const float *c, int R, int S) {
 /* Adding into C rounds each element once more, by up to half an ulp of its value. */
 #define ACC_ROUNDING 1.2e-7
 
-#define KERNEL __attribute__((target_clones("avx512f", "arch=haswell", "default")))
+#define KERNEL __attribute__((KEEL_CLONES))
 
 /* pred[r][q] (and with absolute values) = sum_j A[r][j] Bq[j][q] for the row-block checks. */
 KERNEL static void row_pred(double *pred, double *pabs, const float *a, long ars, long acs, const double *bq,

@@ -3,6 +3,16 @@
 #ifndef KEEL_CORE_CPU_H
 #define KEEL_CORE_CPU_H
 
+/* The ISAs a kernel written once on generic vectors is compiled for, as __attribute__((KEEL_CLONES)):
+ * the CPU picks the copy when the program loads, which KEEL_CPU cannot change. A build with
+ * -DKEEL_ONE_ISA compiles one copy for its -march instead: the tests' AVX2 and x86-64 builds,
+ * which run those copies on a machine with AVX-512. */
+#ifdef KEEL_ONE_ISA
+#define KEEL_CLONES
+#else
+#define KEEL_CLONES target_clones("avx512f", "arch=haswell", "default")
+#endif
+
 /* The vector instruction sets the fast CPU kernels are written for. */
 typedef enum { KEEL_ISA_PORTABLE, KEEL_ISA_AVX2, KEEL_ISA_AVX512 } keel_isa;
 /* The one the kernels use: the widest this CPU has (AVX-512F; AVX2 with FMA and F16C; else portable

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/cpu.h"
 #include "../core/dtype.h"
 
 enum { CHUNK = 1 << 16 }; /* gradients summed per chunk by keel_grad_norm */
@@ -90,7 +91,7 @@ typedef float v4f __attribute__((vector_size(16), aligned(4)));
  * sums, in the same order, as eight scalar chains), then the n % 8 left into a[0]. (One 8-double
  * vector lived on the stack in the AVX2 copy, stored and reloaded every 8 floats: 5% of an
  * AVX2 training step.) */
-__attribute__((target_clones("avx512f", "arch=haswell", "default"))) static void add_squares(double a[8],
+__attribute__((KEEL_CLONES)) static void add_squares(double a[8],
                                                                                           const float *x, size_t n) {
   v4d s0 = {a[0], a[1], a[2], a[3]}, s1 = {a[4], a[5], a[6], a[7]};
   size_t i = 0;

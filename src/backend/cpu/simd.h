@@ -4,6 +4,8 @@
 #ifndef KEEL_BACKEND_CPU_SIMD_H
 #define KEEL_BACKEND_CPU_SIMD_H
 
+#include "../../core/cpu.h"
+
 typedef float v16 __attribute__((vector_size(64), aligned(4)));
 #ifdef __clang__ /* clang contracts a*b+c into FMA by default */
 #define KEEL_CONTRACT
@@ -12,7 +14,7 @@ typedef float v16 __attribute__((vector_size(64), aligned(4)));
 #endif
 /* Compiled three times, the copy chosen at run time by the CPU: for kernels with few live
  * vectors, which 16-float vectors serve on every ISA. */
-#define KERNEL __attribute__((target_clones("avx512f", "arch=haswell", "default"), KEEL_CONTRACT))
+#define KERNEL __attribute__((KEEL_CLONES)) __attribute__((KEEL_CONTRACT))
 /* One ISA each, for kernels written per vector width and chosen by keel_cpu_isa(): those
  * whose many accumulators fit AVX-512's 32 registers as 16-float vectors but would spill
  * from AVX2's 16 (a GEMM tile compiled for AVX2 from 16-float code ran at 3 GFLOP/s). */
