@@ -91,12 +91,12 @@ typedef float v4f __attribute__((vector_size(16), aligned(4)));
  * sums, in the same order, as eight scalar chains), then the n % 8 left into a[0]. (One 8-double
  * vector lived on the stack in the AVX2 copy, stored and reloaded every 8 floats: 5% of an
  * AVX2 training step.) */
-__attribute__((KEEL_CLONES)) static void add_squares(double a[8],
-                                                                                          const float *x, size_t n) {
+__attribute__((KEEL_CLONES)) static void add_squares(double a[8], const float *x, size_t n) {
   v4d s0 = {a[0], a[1], a[2], a[3]}, s1 = {a[4], a[5], a[6], a[7]};
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    v4d d0 = __builtin_convertvector(*(const v4f *)(x + i), v4d), d1 = __builtin_convertvector(*(const v4f *)(x + i + 4), v4d);
+    v4d d0 = __builtin_convertvector(*(const v4f *)(x + i), v4d);
+    v4d d1 = __builtin_convertvector(*(const v4f *)(x + i + 4), v4d);
     s0 += d0 * d0, s1 += d1 * d1;
   }
   for (int k = 0; k < 4; k++) a[k] = s0[k], a[4 + k] = s1[k];

@@ -101,18 +101,18 @@ static inline A256 void deq256_int8(v16 *o, const void *p) {
   join256(o, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b)),
           _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(b, 8))));
 }
-static inline A256 void deq256_fp8(v16 *o, const void *p) {
-  __m256i u = _mm256_slli_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128(p)), 7);
-  u = _mm256_add_epi16(u, _mm256_and_si256(u, _mm256_set1_epi16(0x4000)));
-  join256(o, _mm256_cvtph_ps(_mm256_castsi256_si128(u)), _mm256_cvtph_ps(_mm256_extracti128_si256(u, 1)));
-}
-/* Sixteen at a time as two 8-float halves, for the one-row loop of AVX2's rows kernel: fp8 widens
- * and shifts 16 codes in one 256-bit register (two 8-code passes took a third more
- * instructions, and one-row fp8 decoding ran short of the bandwidth on instructions). */
+/* fp8 sixteen at a time as two 8-float halves, the 16 codes widened and shifted in one 256-bit
+ * register: also for the one-row and columns kernels of AVX2 (two 8-code passes took a third
+ * more instructions, and one-row fp8 decoding ran short of the bandwidth on instructions). */
 static inline A256 void deq16_fp8(__m256 *lo, __m256 *hi, const void *p) {
   __m256i u = _mm256_slli_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128(p)), 7);
   u = _mm256_add_epi16(u, _mm256_and_si256(u, _mm256_set1_epi16(0x4000)));
   *lo = _mm256_cvtph_ps(_mm256_castsi256_si128(u)), *hi = _mm256_cvtph_ps(_mm256_extracti128_si256(u, 1));
+}
+static inline A256 void deq256_fp8(v16 *o, const void *p) {
+  __m256 lo, hi;
+  deq16_fp8(&lo, &hi, p);
+  join256(o, lo, hi);
 }
 /* Eight at a time, for AVX2's own rows kernel (whose accumulators are 8-float vectors). */
 static inline A256 __m256 deq8_f32(const void *p) { return _mm256_loadu_ps(p); }
