@@ -136,6 +136,9 @@ static keel_status bench_infer(const char *cfg_path, int prompt, int gen, double
     keel_imodel_free(&im);
   }
   printf("peak RSS %.0f MB\n", peak_rss_mb());
+  printf("bound: the triad bandwidth above (%.1f GB/s) over the bytes a token reads, for weights beyond the\n"
+         "caches; decoding only reads, which can outrun the triad's two reads and a write (f32 may pass 100%%)\n",
+         bw / 1e9);
   free(tok);
   keel_model_free(&m);
   return st;
