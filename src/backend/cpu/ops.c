@@ -2,7 +2,6 @@
  * kernels for few rows, typed weights (wmat.c), attention and cross-entropy;
  * the other ops are the reference kernels (reference.c). Threaded with OpenMP over
  * independent outputs, so results do not depend on the thread count. */
-#include <immintrin.h>
 #include <math.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -220,7 +219,8 @@ static void keys_cat(float *kc, const float *kv, const float *kpe, int T, int H,
  * P = softmax(scale S) over those keys, 0 past them. One call a block of rows, whole 16-float
  * vectors: a row's last partial vector runs masked when the row has room for it (the lanes past
  * t selected away, not zeroed by a multiply: they hold whatever the GEMM or an earlier pair
- * left, NaN included), rather than through a scalar exp; the row's passes (max, exp and sum, 1 / sum) stay in L1. */
+ * left, NaN included), rather than through a scalar exp; the row's passes (max, exp and sum,
+ * 1 / sum) stay in L1. */
 KERNEL static void causal_softmax(float *P, int T, int r0, int r1, float scale) {
   const v16 zero = {0}, ninf = zero - INFINITY;
   for (int t = r0; t < r1; t++) {
@@ -255,9 +255,9 @@ KERNEL static void causal_softmax(float *P, int T, int r0, int r1, float scale) 
     if (!vt)
       for (int i = nv; i < n; i++) sum += a[i] = expf(a[i] * scale - mx);
     float inv = 1 / sum;
-    for (int i = 0; i < end; i += 16) /* end - i may be < 16 only without room: scalar then */
-      if (i + 16 <= end) *(v16 *)(a + i) = ld(a + i) * inv;
-      else for (int k = i; k < end; k++) a[k] *= inv;
+    int i = 0;
+    for (; i + 16 <= end; i += 16) *(v16 *)(a + i) = ld(a + i) * inv;
+    for (; i < end; i++) a[i] *= inv; /* only without room for the masked vector */
     memset(a + end, 0, (size_t)(T - end) * sizeof *a);
   }
 }
@@ -580,7 +580,7 @@ KERNEL512 static void latent_scores(float *S, const float *qabs, const float *qp
 
 /* olat[h][k0..k0+n) = sum_j P[h][j] ckv_j[k0..k0+n) for heads h0..h0+nh, n <= LC. */
 KERNEL512 static void latent_out(float *olat, const float *P, const float *ckv, int h0, int nh, int k0, int n, int len,
-                              int rkv) {
+                                 int rkv) {
   const float *p[LH];
   for (int h = 0; h < LH; h++) p[h] = P + (long)(h0 + (h < nh ? h : nh - 1)) * len;
   const float *p0 = p[0], *p1 = p[1], *p2 = p[2], *p3 = p[3], *p4 = p[4], *p5 = p[5];
@@ -731,7 +731,7 @@ static void attention_latent(float *olat, const float *qabs, const float *qpe, c
     for (int b = 0; b < nb; b++) /* a thread's share of the positions, for all heads */
       for (int g = 0; g < ng; g++)
         scores(S, qabs, qpe, ckv, kpe, g * gh, H - g * gh < gh ? H - g * gh : gh, b * LJ,
-                      len - b * LJ < LJ ? len - b * LJ : LJ, len, rkv, dr, scale);
+               len - b * LJ < LJ ? len - b * LJ : LJ, len, rkv, dr, scale);
 #pragma omp for schedule(static)
     for (int h = 0; h < H; h++) {
       float *a = S + (long)h * len;
@@ -741,7 +741,7 @@ static void attention_latent(float *olat, const float *qabs, const float *qpe, c
     for (int c = 0; c < nc; c++) /* a thread's share of the columns, for all heads */
       for (int g = 0; g < ng; g++)
         outs(olat, S, ckv, g * gh, H - g * gh < gh ? H - g * gh : gh, c * LC,
-                   rkv - c * LC < LC ? rkv - c * LC : LC, len, rkv);
+             rkv - c * LC < LC ? rkv - c * LC : LC, len, rkv);
   }
   free(S);
 }
