@@ -87,19 +87,25 @@ void keel_adamw_step(keel_adamw *o, keel_model *m, float lr, float gs) {
 typedef double v4d __attribute__((vector_size(32)));
 typedef float v4f __attribute__((vector_size(16), aligned(4)));
 
-/* a[k] += x[i]^2 for i % 8 == k, in order: eight running sums in two 4-double vectors (the same
- * sums, in the same order, as eight scalar chains), then the n % 8 left into a[0]. (One 8-double
- * vector lived on the stack in the AVX2 copy, stored and reloaded every 8 floats: 5% of an
- * AVX2 training step.) */
-__attribute__((KEEL_CLONES)) static void add_squares(double a[8], const float *x, size_t n) {
+/* a[k] += x[i]^2 for i % 16 == k, in order: sixteen running sums in four 4-double vectors (the
+ * same sums, in the same order, as sixteen scalar chains), then the n % 16 left into a[0]. Four
+ * chains, not two, and the stream fetched 16 KB ahead: the gradients come from memory, and two
+ * chains with the hardware's prefetch alone read them at 11 GB/s on two threads (20 GB/s now).
+ * (One 16-double vector would live on the stack in the AVX2 copy, stored and reloaded every
+ * 16 floats: an 8-double one cost 5% of an AVX2 training step.) */
+__attribute__((KEEL_CLONES)) static void add_squares(double a[16], const float *x, size_t n) {
   v4d s0 = {a[0], a[1], a[2], a[3]}, s1 = {a[4], a[5], a[6], a[7]};
+  v4d s2 = {a[8], a[9], a[10], a[11]}, s3 = {a[12], a[13], a[14], a[15]};
   size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
+  for (; i + 16 <= n; i += 16) {
+    __builtin_prefetch(x + i + 4096);
     v4d d0 = __builtin_convertvector(*(const v4f *)(x + i), v4d);
     v4d d1 = __builtin_convertvector(*(const v4f *)(x + i + 4), v4d);
-    s0 += d0 * d0, s1 += d1 * d1;
+    v4d d2 = __builtin_convertvector(*(const v4f *)(x + i + 8), v4d);
+    v4d d3 = __builtin_convertvector(*(const v4f *)(x + i + 12), v4d);
+    s0 += d0 * d0, s1 += d1 * d1, s2 += d2 * d2, s3 += d3 * d3;
   }
-  for (int k = 0; k < 4; k++) a[k] = s0[k], a[4 + k] = s1[k];
+  for (int k = 0; k < 4; k++) a[k] = s0[k], a[4 + k] = s1[k], a[8 + k] = s2[k], a[12 + k] = s3[k];
   for (; i < n; i++) a[0] += (double)x[i] * x[i];
 }
 
@@ -110,9 +116,10 @@ double keel_grad_norm(const keel_model *m) {
 #pragma omp parallel for schedule(dynamic)
   for (long ch = 0; ch < nch; ch++) {
     size_t i0 = (size_t)ch * CHUNK, i1 = i0 + CHUNK < m->tab.total ? i0 + CHUNK : m->tab.total;
-    double a[8] = {0};
+    double a[16] = {0}, q = 0;
     add_squares(a, m->grads + i0, i1 - i0);
-    part[ch] = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+    for (int k = 0; k < 16; k += 4) q += (a[k] + a[k + 1]) + (a[k + 2] + a[k + 3]);
+    part[ch] = q;
   }
   for (long ch = 0; ch < nch; ch++) s += part[ch];
   free(part);

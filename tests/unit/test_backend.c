@@ -273,10 +273,12 @@ int main(void) {
     for (int k = 0; k < 2; k++) free(g[k][0]), free(g[k][1]), free(g[k][2]);
     free(q), free(kv), free(kpe), free(o1), free(o2), free(a1), free(a2), free(go);
   }
-  /* the same bits whatever the thread count (row blocks, chunks, panel groups and, in dx, super-chunks and parts of J all split;
-   * in the second shape, few panels: every GEMM split by rows too, the last panel narrow) */
-  for (int shape = 0; shape < 2; shape++) {
-    int n = shape ? 1000 : 200, kk = shape ? 300 : 450, m = shape ? 160 : 2100;
+  /* the same bits whatever the thread count (row blocks, chunks, panel groups and, in dx, super-chunks and parts
+   * of J all split; in the second shape, few panels: every GEMM split by rows too, the last panel narrow; in the
+   * third, dw is tall: blocks of rows run transposed, the last one short) */
+  static const int bits_shapes[][3] = {{200, 450, 2100}, {1000, 300, 160}, {300, 40, 1000}};
+  for (int shape = 0; shape < 3; shape++) {
+    int n = bits_shapes[shape][0], kk = bits_shapes[shape][1], m = bits_shapes[shape][2];
     float *x = rnd(&r, (size_t)n * kk), *w = rnd(&r, (size_t)m * kk), *o[2], *dx[2], *dw[2];
     for (int k = 0; k < 2; k++) {
       omp_set_num_threads(k + 1);

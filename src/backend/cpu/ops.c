@@ -478,26 +478,28 @@ static void swiglu_backward(float *dg, float *du, const float *dh, const float *
 }
 
 /* AdamW, vectorised; the same formula as the reference. */
+/* The bias corrections as products by their reciprocals r1 = 1 / c1, r2 = 1 / c2: one division
+ * and one square root an element, not three divisions (the vector divider had made AdamW's
+ * arithmetic, not its 28 bytes an element, set its pace). */
 KERNEL static void adamw_chunk(float *p, const float *g, float gs, float *m, float *v, long n, float lr, float beta1,
-                               float beta2, float eps, float wd, float c1, float c2) {
+                               float beta2, float eps, float wd, float r1, float r2) {
 #pragma omp simd
   for (long i = 0; i < n; i++) {
     float gi = g[i] * gs;
     m[i] = beta1 * m[i] + (1 - beta1) * gi;
     v[i] = beta2 * v[i] + (1 - beta2) * gi * gi;
-    float mh = m[i] / c1, vh = v[i] / c2;
-    p[i] -= lr * (mh / (sqrtf(vh) + eps) + wd * p[i]);
+    p[i] -= lr * (m[i] * r1 / (sqrtf(v[i] * r2) + eps) + wd * p[i]);
   }
 }
 
 static void adamw(float *p, const float *g, float gs, float *m, float *v, long n, float lr, float beta1, float beta2,
                   float eps, float wd, int t) {
-  float c1 = 1.0f - powf(beta1, (float)t), c2 = 1.0f - powf(beta2, (float)t);
+  float r1 = 1 / (1.0f - powf(beta1, (float)t)), r2 = 1 / (1.0f - powf(beta2, (float)t));
   long chunk = 1 << 14, nch = (n + chunk - 1) / chunk;
 #pragma omp parallel for schedule(static)
   for (long ch = 0; ch < nch; ch++) {
     long i0 = ch * chunk, k = n - i0 < chunk ? n - i0 : chunk;
-    adamw_chunk(p + i0, g + i0, gs, m + i0, v + i0, k, lr, beta1, beta2, eps, wd, c1, c2);
+    adamw_chunk(p + i0, g + i0, gs, m + i0, v + i0, k, lr, beta1, beta2, eps, wd, r1, r2);
   }
 }
 
