@@ -11,7 +11,19 @@
 #include "../core/cpu.h"
 #include "../core/rng.h"
 #include "../infer/session.h"
+#include "../model/params.h"
+#include "../train/optim.h"
 #include "cli.h"
+
+/* The median of n values (reordered). */
+static double median(double *v, int n) {
+  for (int i = 1; i < n; i++)
+    for (int j = i; j > 0 && v[j] < v[j - 1]; j--) {
+      double x = v[j];
+      v[j] = v[j - 1], v[j - 1] = x;
+    }
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
 
 /* The median of reps (at most 15) runs: what a long run sees on a shared machine, where the
  * best of a few is too optimistic. */
@@ -21,12 +33,8 @@ static double median_of(int reps, void (*fn)(void *), void *ctx) {
     double t0 = keel_now();
     fn(ctx);
     t[r] = keel_now() - t0;
-    for (int j = r; j > 0 && t[j] < t[j - 1]; j--) {
-      double x = t[j];
-      t[j] = t[j - 1], t[j - 1] = x;
-    }
   }
-  return t[reps / 2];
+  return median(t, reps);
 }
 
 static double best_of(int reps, void (*fn)(void *), void *ctx) {
@@ -233,12 +241,66 @@ double keel_bench_elementwise(int N, int D, int I, int V) {
   return bytes / t;
 }
 
+/* Training steps (forward, backward, gradient norm, AdamW) of a randomly initialised model on
+ * random tokens, one thread and nt threads in turn in one process, the order swapped every
+ * pair: each pair sees the same machine, where runs minutes apart on a shared one do not. */
+static keel_status bench_scaling(const char *cfg_path, int nt, int pairs, int B, int T) {
+  keel_config c;
+  keel_status st = keel_config_load(&c, cfg_path);
+  if (st) return st;
+  keel_model m;
+  if ((st = keel_model_init(&m, &c, keel_backend_cpu()))) return st;
+  keel_params_init(m.params, &m.tab, 1, 0.006f);
+  if ((st = keel_model_reserve(&m, B, T))) {
+    keel_model_free(&m);
+    return st;
+  }
+  keel_adamw opt;
+  keel_adamw_init(&opt, m.tab.total, 0.9f, 0.95f, 1e-8f, 0.1f, 0);
+  keel_rng r;
+  keel_rng_init(&r, 7);
+  int32_t *x = keel_xmalloc((size_t)B * T * sizeof *x), *y = keel_xmalloc((size_t)B * T * sizeof *y);
+  for (int i = 0; i < B * T; i++) x[i] = (int32_t)keel_rng_below(&r, (uint64_t)c.vocab_size);
+  for (int i = 0; i < B * T; i++) /* the next token of each sequence */
+    y[i] = (i + 1) % T ? x[i + 1] : (int32_t)keel_rng_below(&r, (uint64_t)c.vocab_size);
+  printf("\n%s: training steps of %d x %d tokens, 1 thread and %d in turn (the first step, %d threads, untimed)\n",
+         cfg_path, B, T, nt, nt);
+  double ratio[64], t1 = 0, tn = 0;
+  for (int s = -1; s < 2 * pairs; s++) {
+    int one = s >= 0 && (s % 2 == 0) == (s / 2 % 2 == 0); /* 1, n, then n, 1, ... */
+    keel_backend_set_threads(one ? 1 : nt);
+    double t0 = keel_now();
+    keel_model_zero_grad(&m);
+    keel_model_forward(&m, x, y, B, T, 1);
+    keel_model_backward(&m, x, B, T);
+    double norm = keel_grad_norm(&m);
+    keel_adamw_step(&opt, &m, 1e-4f, keel_grad_clip_scale(1.0f, norm));
+    double dt = keel_now() - t0;
+    if (s < 0) continue;
+    *(one ? &t1 : &tn) = dt;
+    if (s % 2 == 0) continue;
+    ratio[s / 2] = t1 / tn;
+    printf("pair %d: 1 thread %.2f s, %d threads %.2f s a step: %.2fx\n", s / 2 + 1, t1, nt, tn, t1 / tn);
+    fflush(stdout);
+  }
+  keel_backend_set_threads(nt);
+  double mid = median(ratio, pairs);
+  printf("%d threads over 1, median of %d pairs: %.2fx (range %.2f..%.2f)\n", nt, pairs, mid, ratio[0],
+         ratio[pairs - 1]);
+  free(x), free(y);
+  keel_adamw_free(&opt);
+  keel_model_free(&m);
+  return KEEL_OK;
+}
+
 int keel_cmd_bench(int argc, char **argv) {
   static const struct option opts[] = {{"threads", required_argument, 0, 't'}, {"infer", required_argument, 0, 'i'},
                                        {"prompt", required_argument, 0, 'p'}, {"gen", required_argument, 0, 'g'},
-                                       {"no-gemm", no_argument, 0, 'G'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-  int c, threads = 0, prompt = 256, gen = 32, gemm = 1;
-  const char *infer = NULL;
+                                       {"no-gemm", no_argument, 0, 'G'}, {"scaling", required_argument, 0, 's'},
+                                       {"pairs", required_argument, 0, 'P'}, {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
+  int c, threads = 0, prompt = 256, gen = 32, gemm = 1, pairs = 5;
+  const char *infer = NULL, *scaling = NULL;
   optind = 1;
   while ((c = getopt_long(argc, argv, "t:h", opts, NULL)) != -1) {
     if (c == 't') threads = atoi(optarg);
@@ -246,13 +308,18 @@ int keel_cmd_bench(int argc, char **argv) {
     else if (c == 'p') prompt = atoi(optarg);
     else if (c == 'g') gen = atoi(optarg);
     else if (c == 'G') gemm = 0;
+    else if (c == 's') scaling = optarg;
+    else if (c == 'P') pairs = atoi(optarg);
     else if (c == 'h') {
-      printf("usage: keel bench [-t THREADS] [--infer CONFIG.json [--prompt N (256)] [--gen N (32)]] [--no-gemm]\n\n"
+      printf("usage: keel bench [-t THREADS] [--infer CONFIG.json [--prompt N (256)] [--gen N (32)]]\n"
+             "                  [--scaling CONFIG.json [--pairs N (5)]] [--no-gemm]\n\n"
              "GEMM GFLOP/s (forward, dx, dw) on training shapes against the FMA peak and memory bandwidth\n"
              "(triad), all measured in this run. With --infer, a randomly initialised model of the config\n"
              "is run for each weight type (f32, bf16, int8, fp8): prefill tokens/s and share of the FMA\n"
              "peak, decode tokens/s against the bound bandwidth / bytes of weights read per token, and\n"
-             "the peak RSS.\n");
+             "the peak RSS. With --scaling, training steps (batch 4 x 256) of a randomly initialised model\n"
+             "of the config run on 1 thread and on THREADS in turn, N pairs: the speed-up of each pair\n"
+             "and their median.\n");
       return 0;
     } else
       return keel_cli_usage_error("bench", "bad option");
@@ -260,6 +327,9 @@ int keel_cmd_bench(int argc, char **argv) {
   keel_backend_set_threads(threads);
   keel_backend_pin_threads();
   int nt = threads > 0 ? threads : keel_cpu_count();
+  if (infer && (prompt < 1 || gen < 1)) return keel_cli_usage_error("bench", "--prompt and --gen must be >= 1");
+  if (scaling && (pairs < 1 || pairs > 64)) return keel_cli_usage_error("bench", "--pairs must be 1..64");
+  if (scaling && nt < 2) return keel_cli_usage_error("bench", "--scaling needs 2 threads or more (-t)");
   double peak = keel_cpu_peak_flops_per_core() * nt, sustained = 0;
 #pragma omp parallel num_threads(nt) reduction(+ : sustained)
   sustained += keel_cpu_fma_rate(2.0);
@@ -270,7 +340,6 @@ int keel_cmd_bench(int argc, char **argv) {
          nt, keel_cpu_isa_name(keel_cpu_isa()), peak / 1e9, sustained / 1e9, bw / 1e9);
   static const int shapes[][3] = {{1024, 128, 384}, {1024, 384, 128}, {1024, 768, 2048}, {1024, 2048, 768},
                                   {1024, 768, 32000}, {256, 512, 352}};
-  if (infer && (prompt < 1 || gen < 1)) return keel_cli_usage_error("bench", "--prompt and --gen must be >= 1");
   if (gemm)
     printf("%-22s %10s %10s %10s   %s\n", "GEMM N x K x M", "forward", "dx", "dw", "(GFLOP/s median of 5, share of peak)");
   for (size_t s = 0; gemm && s < sizeof shapes / sizeof *shapes; s++) {
@@ -283,6 +352,10 @@ int keel_cmd_bench(int argc, char **argv) {
   }
   if (infer) {
     keel_status st = bench_infer(infer, prompt, gen, peak, bw);
+    if (st) return keel_cli_error("bench", st);
+  }
+  if (scaling) {
+    keel_status st = bench_scaling(scaling, nt, pairs, 4, 256);
     if (st) return keel_cli_error("bench", st);
   }
   return 0;
