@@ -21,11 +21,12 @@
  * than multiply zeros in half of a 6 x 64 tile.
  * Rows of A are read in place when they are contiguous (a_cs 1); otherwise A
  * is packed once into 6-row micro-panels, chunk by chunk, so that every read
- * is a sequential stream; a tall A read so (the head's weight gradient) runs
- * transposed instead, in blocks of rows (gemm_wide). Each tile asks for the next tile's rows of A and
- * for its own C rows ahead of time, one cache line per iteration of its
- * first ones (a burst up front stalled it). With acc 0 the first chunk writes C
- * instead of adding to it, so callers need not zero C.
+ * is a sequential stream (a tall A read so, the head's weight gradient, runs
+ * transposed instead, in blocks of rows: gemm_wide). Each tile asks for the
+ * next tile's rows of A and for its own C rows ahead of time, one cache line
+ * per iteration of its first ones (a burst up front stalled it). With acc 0
+ * the first chunk writes C instead of adding to it, so callers need not zero
+ * C.
  *
  * B may come packed already (keel_cpu_gemm_pack), for callers that run
  * several GEMMs on it: then a thread's panels are one group.

@@ -477,10 +477,9 @@ static void swiglu_backward(float *dg, float *du, const float *dh, const float *
   }
 }
 
-/* AdamW, vectorised; the same formula as the reference. */
-/* The bias corrections as products by their reciprocals r1 = 1 / c1, r2 = 1 / c2: one division
- * and one square root an element, not three divisions (the vector divider had made AdamW's
- * arithmetic, not its 28 bytes an element, set its pace). */
+/* AdamW, vectorised: the reference's formula with the bias corrections c1, c2 as products by
+ * their reciprocals r1, r2 (within an ulp of it): one division and one square root an element,
+ * not three divisions (the vector divider, not the 28 bytes an element, had set its pace). */
 KERNEL static void adamw_chunk(float *p, const float *g, float gs, float *m, float *v, long n, float lr, float beta1,
                                float beta2, float eps, float wd, float r1, float r2) {
 #pragma omp simd
