@@ -295,8 +295,12 @@ int main(void) {
   }
   /* few rows against W^T run transposed (C^T = W A^T): the same bits as with W^T stored as a
    * plain matrix, which takes the usual path; with and without accumulating, one and two
-   * threads, J past a panel's L2 share (super-chunks and parts) in the last shape */
-  static const int few[][3] = {{1, 70, 40}, {5, 300, 100}, {40, 512, 352}, {128, 352, 512}, {20, 2100, 300}};
+   * threads, J past a panel's L2 share (super-chunks and parts) in the fifth shape, 50 rows
+   * (C^T's panel 50 wide: three whole vectors and two columns) and a last block of 40 weight
+   * rows in the sixth. A typed weight (dequantised in blocks of rows) against the plain path
+   * on its dequantised values, likewise. */
+  static const int few[][3] = {{1, 70, 40}, {5, 300, 100}, {40, 512, 352}, {128, 352, 512}, {20, 2100, 300},
+                               {50, 130, 1000}};
   for (size_t f = 0; f < sizeof few / sizeof *few; f++)
     for (int acc = 0; acc < 2; acc++) {
       int n = few[f][0], kk = few[f][1], m = few[f][2], bad = 0;
@@ -311,6 +315,23 @@ int main(void) {
         keel_cpu_gemm(c1, m, x, kk, 1, &bw, n, kk, m, acc);
         keel_cpu_gemm(c2, m, x, kk, 1, &bwt, n, kk, m, acc);
         bad += memcmp(c1, c2, (size_t)n * m * 4) != 0;
+      }
+      for (int t = KEEL_W_F32; t <= KEEL_W_FP8; t++) {
+        keel_wmat q;
+        void *data;
+        float *scale;
+        keel_wmat_quantize(&q, &data, &scale, w, m, kk, (keel_wtype)t);
+        for (int i = 0; i < m; i++)
+          for (int k = 0; k < kk; k++) wt[(size_t)k * m + i] = keel_wmat_get(&q, i, k);
+        for (int th = 1; th <= 2; th++) {
+          omp_set_num_threads(th);
+          memcpy(c1, c0, (size_t)n * m * 4), memcpy(c2, c0, (size_t)n * m * 4);
+          keel_gemm_b bq = keel_gemm_wmat(&q, 0), bwt = keel_gemm_f32(wt, m, 1);
+          keel_cpu_gemm(c1, m, x, kk, 1, &bq, n, kk, m, acc);
+          keel_cpu_gemm(c2, m, x, kk, 1, &bwt, n, kk, m, acc);
+          bad += memcmp(c1, c2, (size_t)n * m * 4) != 0;
+        }
+        free(data), free(scale);
       }
       omp_set_num_threads(omp_get_num_procs());
       CHECK_MSG(!bad, "few rows %dx%dx%d acc %d: not the same bits as the plain path", n, kk, m, acc);

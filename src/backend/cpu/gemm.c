@@ -248,8 +248,11 @@ static void pack_a(float *ap, const float *a, long a_rs, long a_cs, int R, int j
       for (int k = 0; k < (n); k++) *(v16 *)(cr + 16 * k) += t[k];                      \
     } else if (cols == 16 * (n)) {                                                      \
       for (int k = 0; k < (n); k++) *(v16 *)(cr + 16 * k) = t[k];                       \
-    } else {                                                                            \
-      for (int k = 0; k < cols; k++) cr[k] = (acc ? cr[k] : 0.0f) + t[k / 16][k % 16];  \
+    } else { /* whole vectors, then the last few columns one by one */                \
+      int k = 0;                                                                        \
+      for (; k + 16 <= cols; k += 16)                                                   \
+        *(v16 *)(cr + k) = (acc ? *(v16 *)(cr + k) : (v16){0}) + t[k / 16];             \
+      for (; k < cols; k++) cr[k] = (acc ? cr[k] : 0.0f) + t[k / 16][k % 16];           \
     }                                                                                   \
   }
 
@@ -487,6 +490,45 @@ static int few_rows(long a_cs, const keel_gemm_b *b, int R, int S) {
   return a_cs == 1 && !b->packed && !b->w && b->rs == 1 && b->cs != 1 && R <= 64 && 2 * R <= S;
 }
 
+/* The same for a typed weight used as W^T (a short prompt's prefill, 32 to 64 rows): blocks of
+ * TB weight rows are dequantised into floats in L2, each block then the A side of C^T = W A^T,
+ * so the weight is dequantised once and never transposed into panels (which had cost more than
+ * the arithmetic: int8 at 32 rows ran at half the float weights' speed). A^T is packed once for
+ * all blocks when its panel fits the budget (J up to 2048); past it each block's GEMM takes the
+ * super-chunks and parts of J that the plain path takes. Every element sums the same products in
+ * the same order as the plain path: the same bits. */
+#define TB 48
+static int few_rows_typed(long a_cs, const keel_gemm_b *b, int R, int S) {
+  return a_cs == 1 && !b->packed && b->w && !b->w_rows && R <= 64 && 2 * R <= S;
+}
+
+static void gemm_few_typed(float *c, long ldc, const float *a, long a_rs, const keel_gemm_b *b, int R, int J, int S,
+                           int acc) {
+  keel_gemm_b at = keel_gemm_f32(a, 1, a_rs); /* B'(j, r) = A(r, j) */
+  if ((long)J * NR <= L2B / (long)sizeof(float)) {
+    long ps = (long)J * NR;
+    bufs *mine = my_bufs();
+    float *ap = scratch(&mine->a, &mine->a_cap, (size_t)ps);
+    keel_cpu_gemm_pack(ap, ps, &at, J, R);
+    at = keel_gemm_packed(ap, ps);
+  }
+#pragma omp parallel
+  {
+    bufs *t = my_bufs();
+    float *wf = scratch(&t->row, &t->row_cap, (size_t)TB * J), *ct = scratch(&t->ct, &t->ct_cap, (size_t)TB * R);
+#pragma omp for schedule(dynamic)
+    for (int s0 = 0; s0 < S; s0 += TB) {
+      int n = S - s0 < TB ? S - s0 : TB;
+      for (int i = 0; i < n; i++) keel_cpu_wmat_row(wf + (long)i * J, b->w, s0 + i, 0, J);
+      for (int r = 0; r < R && acc; r++) /* C^T's rows s0.. hold C first when accumulating */
+        for (int i = 0; i < n; i++) ct[(long)i * R + r] = c[(long)r * ldc + s0 + i];
+      keel_cpu_gemm(ct, R, wf, J, 1, &at, n, J, R, acc);
+      for (int r = 0; r < R; r++)
+        for (int i = 0; i < n; i++) c[(long)r * ldc + s0 + i] = ct[(long)i * R + r];
+    }
+  }
+}
+
 /* dst[i][k] = src[k][i] for a block of rows x cols (each at most 16): a register transpose when
  * the block is whole. */
 static void transpose_block(transpose_fn *tr, float *dst, long dst_rs, const float *src, long src_rs, int rows,
@@ -554,6 +596,10 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
   if (R <= 0 || J <= 0 || S <= 0) return;
   if (wide_rows(a_rs, a_cs, b, R, S)) {
     gemm_wide(c, ldc, a, a_cs, b, R, J, S, acc);
+    return;
+  }
+  if (few_rows_typed(a_cs, b, R, S)) {
+    gemm_few_typed(c, ldc, a, a_rs, b, R, J, S, acc);
     return;
   }
   if (few_rows(a_cs, b, R, S)) {
