@@ -490,16 +490,16 @@ static int few_rows(long a_cs, const keel_gemm_b *b, int R, int S) {
   return a_cs == 1 && !b->packed && !b->w && b->rs == 1 && b->cs != 1 && R <= 64 && 2 * R <= S;
 }
 
-/* The same for a typed weight used as W^T (a short prompt's prefill, 32 to 64 rows): blocks of
+/* The same for a typed weight used as W^T (a short prompt's prefill, 32 to 128 rows): blocks of
  * TB weight rows are dequantised into floats in L2, each block then the A side of C^T = W A^T,
  * so the weight is dequantised once and never transposed into panels (which had cost more than
- * the arithmetic: int8 at 32 rows ran at half the float weights' speed). A^T is packed once for
- * all blocks when its panel fits the budget (J up to 2048); past it each block's GEMM takes the
- * super-chunks and parts of J that the plain path takes. Every element sums the same products in
- * the same order as the plain path: the same bits. */
+ * the arithmetic: int8 at 32 rows ran at half the float weights' speed; past 128 rows, no gain).
+ * A^T is packed once for all blocks when a panel fits the budget (J up to 2048); past it each
+ * block's GEMM takes the super-chunks and parts of J that the plain path takes. Every element
+ * sums the same products in the same order as the plain path: the same bits. */
 #define TB 48
 static int few_rows_typed(long a_cs, const keel_gemm_b *b, int R, int S) {
-  return a_cs == 1 && !b->packed && b->w && !b->w_rows && R <= 64 && 2 * R <= S;
+  return a_cs == 1 && !b->packed && b->w && !b->w_rows && R <= 128 && 2 * R <= S;
 }
 
 static void gemm_few_typed(float *c, long ldc, const float *a, long a_rs, const keel_gemm_b *b, int R, int J, int S,
@@ -508,7 +508,7 @@ static void gemm_few_typed(float *c, long ldc, const float *a, long a_rs, const 
   if ((long)J * NR <= L2B / (long)sizeof(float)) {
     long ps = (long)J * NR;
     bufs *mine = my_bufs();
-    float *ap = scratch(&mine->a, &mine->a_cap, (size_t)ps);
+    float *ap = scratch(&mine->a, &mine->a_cap, (size_t)ps * ((R + NR - 1) / NR)); /* one or two panels */
     keel_cpu_gemm_pack(ap, ps, &at, J, R);
     at = keel_gemm_packed(ap, ps);
   }
