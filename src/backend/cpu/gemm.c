@@ -486,6 +486,16 @@ void keel_cpu_gemm_pack(float *dst, long ps, const keel_gemm_b *b, int J, int S)
  * accumulating) is copied back into C. Packing the weight (J x S, 16 x 16 transposes) had cost
  * a small expert's forward GEMM as much as its arithmetic. Every C element sums the same
  * products in the same order, so the bits are those of the plain path. */
+/* Columns [s0, s0 + n) of C (R rows) into C^T's rows (ct, n x R), or back with to_c. */
+static void c_transposed(float *c, long ldc, float *ct, int R, int s0, int n, int to_c) {
+  for (int r = 0; r < R; r++)
+    for (int i = 0; i < n; i++) {
+      float *x = c + (long)r * ldc + s0 + i, *y = ct + (long)i * R + r;
+      if (to_c) *x = *y;
+      else *y = *x;
+    }
+}
+
 static int few_rows(long a_cs, const keel_gemm_b *b, int R, int S) {
   return a_cs == 1 && !b->packed && !b->w && b->rs == 1 && b->cs != 1 && R <= 64 && 2 * R <= S;
 }
@@ -520,11 +530,9 @@ static void gemm_few_typed(float *c, long ldc, const float *a, long a_rs, const 
     for (int s0 = 0; s0 < S; s0 += TB) {
       int n = S - s0 < TB ? S - s0 : TB;
       for (int i = 0; i < n; i++) keel_cpu_wmat_row(wf + (long)i * J, b->w, s0 + i, 0, J);
-      for (int r = 0; r < R && acc; r++) /* C^T's rows s0.. hold C first when accumulating */
-        for (int i = 0; i < n; i++) ct[(long)i * R + r] = c[(long)r * ldc + s0 + i];
+      if (acc) c_transposed(c, ldc, ct, R, s0, n, 0); /* C^T's rows s0.. hold C first when accumulating */
       keel_cpu_gemm(ct, R, wf, J, 1, &at, n, J, R, acc);
-      for (int r = 0; r < R; r++)
-        for (int i = 0; i < n; i++) c[(long)r * ldc + s0 + i] = ct[(long)i * R + r];
+      c_transposed(c, ldc, ct, R, s0, n, 1);
     }
   }
 }
@@ -605,13 +613,10 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
   if (few_rows(a_cs, b, R, S)) {
     bufs *mine = my_bufs();
     float *ct = scratch(&mine->ct, &mine->ct_cap, (size_t)S * R); /* C^T, S x R */
-    if (acc)
-      for (int r = 0; r < R; r++)
-        for (int s = 0; s < S; s++) ct[(long)s * R + r] = c[(long)r * ldc + s];
+    if (acc) c_transposed(c, ldc, ct, R, 0, S, 0);
     keel_gemm_b at = keel_gemm_f32(a, 1, a_rs); /* B'(j, r) = A(r, j) */
     keel_cpu_gemm(ct, R, b->b, b->cs, 1, &at, S, J, R, acc);
-    for (int r = 0; r < R; r++)
-      for (int s = 0; s < S; s++) c[(long)r * ldc + s] = ct[(long)s * R + r];
+    c_transposed(c, ldc, ct, R, 0, S, 1);
     return;
   }
   /* budget: floats of packed B a thread keeps. Past it (one panel of J rows does not fit), B is
