@@ -2,20 +2,20 @@
  *
  * B is packed into panels of 64 columns (J x 64, contiguous, zero-padded; a
  * typed weight is dequantised while packing, a weight used as W^T goes
- * through 16 x 16 register transposes). A 6 x 64 register tile (24
- * vector accumulators) multiplies 6 rows of A by a chunk of at most KC rows
- * of a panel (J cut into chunks of equal depth): the chunk (up to 48 KiB)
- * stays in L1 while the tile walks down a block of
- * MC rows of A. For each block, every panel of a group (as many as fit
- * 512 KiB of packed B, in L2) runs all its chunks, so the block's C tiles
- * stay in L1/L2 over the whole reduction and A's block (48 x J) in L2.
- * When one panel of J rows does not fit that budget (J past 2048, the
+ * through 16 x 16 register transposes). A 6 x 64 register tile (24 vector
+ * accumulators) multiplies 6 rows of A by a chunk of at most KCF (1024) rows
+ * of a panel (J cut into chunks of equal depth), read from L2 while the tile
+ * walks down a block of MC rows of A: the longer the chunk, the fewer times a
+ * tile starts over and stores C. For each block, every panel of a group (as
+ * many as fit 512 KiB of packed B, in L2) runs all its chunks, so the block's
+ * C tiles stay in L1/L2 over the whole reduction and A's block (48 x J) in
+ * L2. When one panel of J rows does not fit that budget (J past 2048, the
  * head's dx), a group is a thread's share of the panels (up to 10), packed
- * and run a super-chunk of whole chunks at a time: B is still read from L2,
- * and A, streamed once per group, is streamed once per thread. Such a GEMM
- * (few groups, long ones) also splits J into up to 4 parts, summed into
- * buffers of their own and added to C in order at the end, so that threads
- * have smaller units to share.
+ * and run a super-chunk of whole chunks of KC (192) rows at a time: B is
+ * still read from L2, and A, streamed once per group, is streamed once per
+ * thread. Such a GEMM (few groups, long ones) also splits J into up to 4
+ * parts, summed into buffers of their own and added to C in order at the end,
+ * so that threads have smaller units to share.
  * A last panel of at most 32 columns (S = 352, the experts' width, ends in
  * one) runs 12 x 32 tiles instead, with the same 24 accumulators, rather
  * than multiply zeros in half of a 6 x 64 tile.
@@ -39,9 +39,11 @@
  * is summed over the chunks in order within one unit, so results do not
  * depend on the thread count.
  * Packing buffers belong to each thread and are kept between calls.
- * (Block sizes measured side by side on AVX-512, one and two threads: KC 192
- * with MC 48 was at least as fast as KC 96..384 and MC 96..1024 on training
- * shapes; the differences were within this machine's noise.) */
+ * (Block sizes measured side by side, one and two threads. On an AVX-512 CPU with a 48 KiB L1,
+ * 192-row chunks, which fit it, with MC 48 were at least as fast as chunks of 96..384 rows and
+ * MC 96..1024, within the noise. On one with a 32 KiB L1 and a 1 MiB L2, chunks of up to 1024
+ * rows ran up to 8% faster than 192 on the training shapes, slower on none (the head's dx, a
+ * super-chunk GEMM, is unchanged), and 2048 no faster than 1024.) */
 #include <pthread.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -58,7 +60,8 @@ static int omp_get_num_threads(void) { return 1; }
 
 #define NR KEEL_GEMM_NR /* columns of a panel (64) */
 #define MR 6       /* rows of a register tile */
-#define KC 192     /* rows of a panel chunk */
+#define KC 192     /* rows of a panel chunk past the budget (super-chunks) */
+#define KCF 1024   /* the most rows of a chunk otherwise */
 #define MC 48      /* rows of A per block */
 #define L2B 524288 /* bytes of packed B a thread keeps (in L2) */
 
@@ -628,7 +631,7 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
   int super = !b->packed && (long)J * NR > budget, nk = 1, kp = J;
   /* chunks of equal depth, at most KC (J 1024: 6 of 171, not 5 of 192 and one of 64, whose
    * short tiles ran at a fraction of the others' speed); past the budget, KC exactly */
-  int nch = (J + KC - 1) / KC, kcs = super ? KC : (J + nch - 1) / nch;
+  int nch = (J + KCF - 1) / KCF, kcs = super ? KC : (J + nch - 1) / nch;
   float *ap = NULL;
   if (a_cs != 1) { /* A is read down its columns: pack it, chunk by chunk */
     bufs *mine = my_bufs();
