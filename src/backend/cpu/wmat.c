@@ -84,23 +84,6 @@ static inline A512 void deq512_fp8(v16 *o, const void *p) {
 }
 
 
-/* The same for AVX2 (with F16C), as two 8-float halves joined: for the AVX2 row dequantiser
- * that feeds the GEMM's packing. */
-static inline A256 void join256(v16 *o, __m256 lo, __m256 hi) {
-  v8 l = (v8)lo, h = (v8)hi;
-  *o = __builtin_shufflevector(l, h, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-}
-static inline A256 void deq256_bf16(v16 *o, const void *p) {
-  __m256i u = _mm256_loadu_si256(p);
-  __m256i lo = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(u)), 16);
-  __m256i hi = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(u, 1)), 16);
-  join256(o, _mm256_castsi256_ps(lo), _mm256_castsi256_ps(hi));
-}
-static inline A256 void deq256_int8(v16 *o, const void *p) {
-  __m128i b = _mm_loadu_si128(p);
-  join256(o, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b)),
-          _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(b, 8))));
-}
 /* fp8 sixteen at a time as two 8-float halves, the 16 codes widened and shifted in one 256-bit
  * register: also for the one-row and columns kernels of AVX2 (two 8-code passes took a third
  * more instructions, and one-row fp8 decoding ran short of the bandwidth on instructions). */
@@ -109,12 +92,8 @@ static inline A256 void deq16_fp8(__m256 *lo, __m256 *hi, const void *p) {
   u = _mm256_add_epi16(u, _mm256_and_si256(u, _mm256_set1_epi16(0x4000)));
   *lo = _mm256_cvtph_ps(_mm256_castsi256_si128(u)), *hi = _mm256_cvtph_ps(_mm256_extracti128_si256(u, 1));
 }
-static inline A256 void deq256_fp8(v16 *o, const void *p) {
-  __m256 lo, hi;
-  deq16_fp8(&lo, &hi, p);
-  join256(o, lo, hi);
-}
-/* Eight at a time, for AVX2's own rows kernel (whose accumulators are 8-float vectors). */
+/* Eight at a time, for AVX2's own kernels (whose accumulators are 8-float vectors) and its
+ * row dequantiser. */
 static inline A256 __m256 deq8_f32(const void *p) { return _mm256_loadu_ps(p); }
 static inline A256 __m256 deq8_bf16(const void *p) {
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(p)), 16));
@@ -343,9 +322,25 @@ ROWS8_KERNEL(rows256_fp8, deq8_fp8, 1, KEEL_W_FP8)
 ROW_DEQ(row_bf16, deq_bf16, 2, PORTABLE)
 ROW_DEQ(row_int8, deq_int8, 1, PORTABLE)
 ROW_DEQ(row_fp8, deq_fp8, 1, PORTABLE)
-ROW_DEQ(row256_bf16, deq256_bf16, 2, A256)
-ROW_DEQ(row256_int8, deq256_int8, 1, A256)
-ROW_DEQ(row256_fp8, deq256_fp8, 1, A256)
+/* The same for AVX2, eight columns at a time in one register: 16-float vectors built from two
+ * 8-float halves went through the stack lane by lane (a typed weight against 32 rows ran at a
+ * third of the float weight's speed, perf: most of it in the dequantiser). */
+#define ROW_DEQ8(NAME, DEQ8, ESZ)                                                               \
+  A256 static void NAME(float *dst, const keel_wmat *w, long m, int k0, int k1) {               \
+    const uint8_t *wr = (const uint8_t *)w->data + m * w->K * (ESZ);                            \
+    int k = k0;                                                                                 \
+    for (; k < k1 && (k & 7); k++) dst[k - k0] = keel_wmat_get(w, m, k);                        \
+    for (; k + 8 <= k1; k += 8) { /* 8 aligned columns share one fp8 block scale */             \
+      __m256 v = DEQ8(wr + (long)k * (ESZ));                                                    \
+      if (w->type == KEEL_W_FP8) v = _mm256_mul_ps(v, _mm256_set1_ps(keel_wmat_block_scale(w, m, k) * FP8_UNIT)); \
+      if (w->type == KEEL_W_INT8) v = _mm256_mul_ps(v, _mm256_set1_ps(w->scale[m]));           \
+      _mm256_storeu_ps(dst + k - k0, v);                                                        \
+    }                                                                                           \
+    for (; k < k1; k++) dst[k - k0] = keel_wmat_get(w, m, k);                                   \
+  }
+ROW_DEQ8(row256_bf16, deq8_bf16, 2)
+ROW_DEQ8(row256_int8, deq8_int8, 1)
+ROW_DEQ8(row256_fp8, deq8_fp8, 1)
 ROW_DEQ(row512_bf16, deq512_bf16, 2, A512)
 ROW_DEQ(row512_int8, deq512_int8, 1, A512)
 ROW_DEQ(row512_fp8, deq512_fp8, 1, A512)
