@@ -640,8 +640,8 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
    * units more, smaller ones. */
   long budget = L2B / (long)sizeof(float), most = budget / ((long)KC * NR);
   int super = !b->packed && (long)J * NR > budget, nk = 1, kp = J;
-  /* chunks of equal depth, at most KC (J 1024: 6 of 171, not 5 of 192 and one of 64, whose
-   * short tiles ran at a fraction of the others' speed); past the budget, KC exactly */
+  /* chunks of equal depth, at most KCF (J 1100: two of 550, not 1024 and 76, whose short tiles
+   * would run at a fraction of the others' speed); past the budget, KC exactly */
   int nch = (J + KCF - 1) / KCF, kcs = super ? KC : (J + nch - 1) / nch;
   float *ap = NULL;
   if (a_cs != 1) { /* A is read down its columns: pack it, chunk by chunk */
