@@ -299,10 +299,11 @@ int main(void) {
    * plain matrix, which takes the usual path; with and without accumulating, one and two
    * threads, J past a panel's L2 share (super-chunks and parts) in the fifth shape, 50 rows
    * (C^T's panel 50 wide: three whole vectors and two columns) and a last block of 40 weight
-   * rows in the sixth. A typed weight (dequantised in blocks of rows; two panels of A^T in the
-   * seventh) against the plain path on its dequantised values, likewise. */
+   * rows in the sixth; 200 rows, four panels of A^T, in the eighth (the float path on AVX-512).
+   * A typed weight (dequantised in blocks of rows; two panels of A^T in the seventh) against the
+   * plain path on its dequantised values, likewise. */
   static const int few[][3] = {{1, 70, 40}, {5, 300, 100}, {40, 512, 352}, {128, 352, 512}, {20, 2100, 300},
-                               {50, 130, 1000}, {100, 200, 700}};
+                               {50, 130, 1000}, {100, 200, 700}, {200, 300, 700}};
   for (size_t f = 0; f < sizeof few / sizeof *few; f++)
     for (int acc = 0; acc < 2; acc++) {
       int n = few[f][0], kk = few[f][1], m = few[f][2], bad = 0;
