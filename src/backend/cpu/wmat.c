@@ -436,7 +436,8 @@ void keel_cpu_matmul_wt(float *out, const float *x, const keel_wmat *w, int N) {
 }
 
 /* From 16 rows (float weights) or 20 (typed) the GEMM, which runs few rows transposed with the
- * weight read in place (float, up to 64) or dequantised in blocks (typed, up to 128: gemm.c),
+ * weight read in place (float, up to 256 on AVX-512, else 64) or dequantised in blocks (typed,
+ * up to 128: gemm.c),
  * beats the rows kernels; below, the rows kernels, their dequantised vectors shared by 4 rows
  * (2816 x 2048, two threads: at 12 rows the GEMM ran 0.65-1.08x of them; at 16 rows float 1.64x,
  * typed 0.96-1.18x; at 20 rows typed 1.12-1.32x, at 24 1.24-1.59x). */
