@@ -201,7 +201,7 @@ static inline A512 float hsum512(const v16 *a) { return _mm512_reduce_add_ps((__
 /* The portable rows kernels on SSE2's 16 registers: 16 columns dequantised into four 4-float
  * vectors, 4-float accumulators (the 16-float kernel above, compiled for SSE2, kept its
  * accumulators and dequantised vectors on the stack: one-row int8 decoding ran at a quarter of
- * the memory bandwidth). The same products, summed in 16 lanes. */
+ * the memory bandwidth). The same products, summed in 16 lanes for one row and in 4 for more. */
 typedef float f4 __attribute__((vector_size(16), aligned(4)));
 static inline void deq4_bf16(f4 v[4], const void *p) {
   __m128i z = _mm_setzero_si128(), a = _mm_loadu_si128(p), b = _mm_loadu_si128((const __m128i *)p + 1);
@@ -241,10 +241,10 @@ static inline f4 dot16(const float *x, const f4 v[4]) { /* x[0..16) times v, in 
           a0 += ld4(x0) * v[0], a1 += ld4(x0 + 4) * v[1], a2 += ld4(x0 + 8) * v[2], a3 += ld4(x0 + 12) * v[3]; \
           continue;                                                                                            \
         }                                                                                                      \
-        a0 += dot16(xr[0] + k, v);                                                                          \
-        a1 += dot16(xr[1] + k, v);                                                                          \
-        a2 += dot16(xr[2] + k, v);                                                                          \
-        a3 += dot16(xr[3] + k, v);                                                                          \
+        a0 += dot16(xr[0] + k, v);                                                                             \
+        a1 += dot16(xr[1] + k, v);                                                                             \
+        a2 += dot16(xr[2] + k, v);                                                                             \
+        a3 += dot16(xr[3] + k, v);                                                                             \
       }                                                                                                        \
       if (rows == 1) a0 += a1 + a2 + a3, a1 = a2 = a3 = (f4){0};                                               \
       float s[4] = {a0[0] + a0[1] + a0[2] + a0[3], a1[0] + a1[1] + a1[2] + a1[3], a2[0] + a2[1] + a2[2] + a2[3], \
