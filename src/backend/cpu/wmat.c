@@ -31,21 +31,30 @@ static inline void widen_u8(u32x16 *o, const void *p) {
   memcpy(o, q, sizeof q);
 }
 
-static inline void deq_bf16(v16 *o, const void *p) {
+/* 16 values into four 4-float vectors (the portable rows kernels' form), or into one 16-float
+ * vector. */
+typedef float f4 __attribute__((vector_size(16), aligned(4)));
+static inline void deq4_bf16(f4 v[4], const void *p) { /* each u16 into the high half of its lane */
   __m128i z = _mm_setzero_si128(), a = _mm_loadu_si128(p), b = _mm_loadu_si128((const __m128i *)p + 1);
-  __m128i q[4] = {_mm_unpacklo_epi16(z, a), _mm_unpackhi_epi16(z, a), _mm_unpacklo_epi16(z, b),
-                  _mm_unpackhi_epi16(z, b)}; /* each u16 into the high half of its lane: the bf16's float */
-  memcpy(o, q, sizeof q);
+  v[0] = (f4)_mm_unpacklo_epi16(z, a), v[1] = (f4)_mm_unpackhi_epi16(z, a);
+  v[2] = (f4)_mm_unpacklo_epi16(z, b), v[3] = (f4)_mm_unpackhi_epi16(z, b);
 }
-
+static inline void deq4_int8(f4 v[4], const void *p) { /* each byte twice: >> 24 sign-extends */
+  __m128i b = _mm_loadu_si128(p), lo = _mm_unpacklo_epi8(b, b), hi = _mm_unpackhi_epi8(b, b);
+  v[0] = (f4)_mm_cvtepi32_ps(_mm_srai_epi32(_mm_unpacklo_epi16(lo, lo), 24));
+  v[1] = (f4)_mm_cvtepi32_ps(_mm_srai_epi32(_mm_unpackhi_epi16(lo, lo), 24));
+  v[2] = (f4)_mm_cvtepi32_ps(_mm_srai_epi32(_mm_unpacklo_epi16(hi, hi), 24));
+  v[3] = (f4)_mm_cvtepi32_ps(_mm_srai_epi32(_mm_unpackhi_epi16(hi, hi), 24));
+}
+static inline void deq_bf16(v16 *o, const void *p) {
+  f4 v[4];
+  deq4_bf16(v, p);
+  memcpy(o, v, sizeof v);
+}
 static inline void deq_int8(v16 *o, const void *p) {
-  __m128i b = _mm_loadu_si128(p);
-  __m128i lo = _mm_unpacklo_epi8(b, b), hi = _mm_unpackhi_epi8(b, b); /* each byte twice: >> 24 sign-extends */
-  __m128 q[4] = {_mm_cvtepi32_ps(_mm_srai_epi32(_mm_unpacklo_epi16(lo, lo), 24)),
-                 _mm_cvtepi32_ps(_mm_srai_epi32(_mm_unpackhi_epi16(lo, lo), 24)),
-                 _mm_cvtepi32_ps(_mm_srai_epi32(_mm_unpacklo_epi16(hi, hi), 24)),
-                 _mm_cvtepi32_ps(_mm_srai_epi32(_mm_unpackhi_epi16(hi, hi), 24))};
-  memcpy(o, q, sizeof q);
+  f4 v[4];
+  deq4_int8(v, p);
+  memcpy(o, v, sizeof v);
 }
 
 /* e4m3fn without a table, as the value / 256 (FP8_UNIT, folded into the block scale, as the
@@ -202,19 +211,6 @@ static inline A512 float hsum512(const v16 *a) { return _mm512_reduce_add_ps((__
  * vectors, 4-float accumulators (the 16-float kernel above, compiled for SSE2, kept its
  * accumulators and dequantised vectors on the stack: one-row int8 decoding ran at a quarter of
  * the memory bandwidth). The same products, summed in 16 lanes for one row and in 4 for more. */
-typedef float f4 __attribute__((vector_size(16), aligned(4)));
-static inline void deq4_bf16(f4 v[4], const void *p) {
-  __m128i z = _mm_setzero_si128(), a = _mm_loadu_si128(p), b = _mm_loadu_si128((const __m128i *)p + 1);
-  v[0] = (f4)_mm_unpacklo_epi16(z, a), v[1] = (f4)_mm_unpackhi_epi16(z, a);
-  v[2] = (f4)_mm_unpacklo_epi16(z, b), v[3] = (f4)_mm_unpackhi_epi16(z, b);
-}
-static inline void deq4_int8(f4 v[4], const void *p) {
-  __m128i b = _mm_loadu_si128(p), lo = _mm_unpacklo_epi8(b, b), hi = _mm_unpackhi_epi8(b, b);
-  v[0] = (f4)_mm_cvtepi32_ps(_mm_srai_epi32(_mm_unpacklo_epi16(lo, lo), 24));
-  v[1] = (f4)_mm_cvtepi32_ps(_mm_srai_epi32(_mm_unpackhi_epi16(lo, lo), 24));
-  v[2] = (f4)_mm_cvtepi32_ps(_mm_srai_epi32(_mm_unpacklo_epi16(hi, hi), 24));
-  v[3] = (f4)_mm_cvtepi32_ps(_mm_srai_epi32(_mm_unpackhi_epi16(hi, hi), 24));
-}
 static inline f4 ld4(const float *p) {
   f4 v;
   memcpy(&v, p, sizeof v);
@@ -493,10 +489,9 @@ void keel_cpu_matmul_wt(float *out, const float *x, const keel_wmat *w, int N) {
 
 /* From 16 rows (float weights) or 20 (typed) the GEMM, which runs few rows transposed with the
  * weight read in place (float, up to 256 on AVX-512, else 64) or dequantised in blocks (typed,
- * up to 128: gemm.c),
- * beats the rows kernels; below, the rows kernels, their dequantised vectors shared by 4 rows
- * (2816 x 2048, two threads: at 12 rows the GEMM ran 0.65-1.08x of them; at 16 rows float 1.64x,
- * typed 0.96-1.18x; at 20 rows typed 1.12-1.32x, at 24 1.24-1.59x). */
+ * up to 128: gemm.c), beats the rows kernels; below, the rows kernels, their dequantised vectors
+ * shared by 4 rows (2816 x 2048, two threads: at 12 rows the GEMM ran 0.65-1.08x of them; at 16
+ * rows float 1.64x, typed 0.96-1.18x; at 20 rows typed 1.12-1.32x, at 24 1.24-1.59x). */
 void keel_cpu_matmul_w(float *out, const float *x, const keel_wmat *w, int N) {
   if (N >= (w->type == KEEL_W_F32 ? 16 : 20)) {
     keel_gemm_b b = w->type == KEEL_W_F32 ? keel_gemm_f32(w->data, 1, w->K) : keel_gemm_wmat(w, 0);
