@@ -501,18 +501,32 @@ static void transpose_block(transpose_fn *tr, float *dst, long dst_rs, const flo
     for (int i = 0; i < cols; i++) dst[(long)i * dst_rs + k] = src[(long)k * src_rs + i];
 }
 
-/* Columns [s0, s0 + n) of C (R rows) into C^T's rows (ct, n x R), or back with to_c: 16 x 16
- * register transposes, on every thread (a scalar loop on the calling thread had cost more than
- * the transposed product saved at 128 rows). */
-static void c_transposed(float *c, long ldc, float *ct, int R, int s0, int n, int to_c) {
+/* Columns [s0, s0 + n) of C (R rows) into C^T's rows (ct, n x R), or back into C, written or
+ * added: 16 x 16 register transposes, on every thread (a scalar loop on the calling thread had
+ * cost more than the transposed product saved at 128 rows; adding into C column by column, 8%
+ * of the head's dw). */
+enum { CT_FROM_C, CT_TO_C, CT_ADD_TO_C };
+static void c_transposed(float *c, long ldc, float *ct, int R, int s0, int n, int mode) {
   transpose_fn *tr = the_transpose();
 #pragma omp parallel for schedule(static)
   for (int r0 = 0; r0 < R; r0 += 16)
     for (int i0 = 0; i0 < n; i0 += 16) {
       int nr = R - r0 < 16 ? R - r0 : 16, ni = n - i0 < 16 ? n - i0 : 16;
       float *x = c + (long)r0 * ldc + s0 + i0, *y = ct + (long)i0 * R + r0;
-      if (to_c) transpose_block(tr, x, ldc, y, R, ni, nr);
-      else transpose_block(tr, y, R, x, ldc, nr, ni);
+      if (mode == CT_FROM_C) {
+        transpose_block(tr, y, R, x, ldc, nr, ni);
+      } else if (mode == CT_TO_C) {
+        transpose_block(tr, x, ldc, y, R, ni, nr);
+      } else { /* through a block in L1, then added row by row, in whole vectors where they fit */
+        float blk[16 * 16];
+        transpose_block(tr, blk, 16, y, R, ni, nr);
+        for (int r = 0; r < nr; r++) {
+          float *cr = x + (long)r * ldc;
+          if (ni == 16) *(v16 *)cr += *(const v16 *)(blk + r * 16);
+          else
+            for (int i = 0; i < ni; i++) cr[i] += blk[r * 16 + i];
+        }
+      }
     }
 }
 
@@ -559,9 +573,9 @@ static void gemm_few_typed(float *c, long ldc, const float *a, long a_rs, const 
     for (int s0 = 0; s0 < S; s0 += TB) {
       int n = S - s0 < TB ? S - s0 : TB;
       for (int i = 0; i < n; i++) keel_cpu_wmat_row(wf + (long)i * J, b->w, s0 + i, 0, J);
-      if (acc) c_transposed(c, ldc, ct, R, s0, n, 0); /* C^T's rows s0.. hold C first when accumulating */
+      if (acc) c_transposed(c, ldc, ct, R, s0, n, CT_FROM_C); /* C^T's rows s0.. hold C first when accumulating */
       keel_cpu_gemm(ct, R, wf, J, 1, &at, n, J, R, acc);
-      c_transposed(c, ldc, ct, R, s0, n, 1);
+      c_transposed(c, ldc, ct, R, s0, n, CT_TO_C);
     }
   }
 }
@@ -599,21 +613,7 @@ static void gemm_wide(float *c, long ldc, const float *a, long a_cs, const keel_
       int w = R - r0 < WIDE ? R - r0 : WIDE;
       keel_gemm_b at = keel_gemm_f32(a + r0, a_cs, 1); /* A^T's columns [r0, r0 + w) */
       keel_cpu_gemm(ct, w, bt, lb, 1, &at, S, J, w, 0);
-      for (int i0 = 0; i0 < w; i0 += 16)
-        for (int s0 = 0; s0 < S; s0 += 16) {
-          float blk[16 * 16];
-          int ni = w - i0 < 16 ? w - i0 : 16, ns = S - s0 < 16 ? S - s0 : 16;
-          transpose_block(tr, blk, 16, ct + (long)s0 * w + i0, w, ns, ni);
-          for (int i = 0; i < ni; i++) {
-            float *cr = c + (long)(r0 + i0 + i) * ldc + s0;
-            if (ns == 16) { /* whole vectors: the scalar loop was 8% of the head's dw */
-              v16 x = *(const v16 *)(blk + i * 16);
-              *(v16 *)cr = acc ? *(v16 *)cr + x : x;
-            } else {
-              for (int s = 0; s < ns; s++) cr[s] = (acc ? cr[s] : 0.0f) + blk[i * 16 + s];
-            }
-          }
-        }
+      c_transposed(c + (long)r0 * ldc, ldc, ct, w, 0, S, acc ? CT_ADD_TO_C : CT_TO_C);
     }
   }
 }
@@ -635,10 +635,10 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
   if (few_rows(a_cs, b, R, S)) {
     bufs *mine = my_bufs();
     float *ct = scratch(&mine->ct, &mine->ct_cap, (size_t)S * R); /* C^T, S x R */
-    if (acc) c_transposed(c, ldc, ct, R, 0, S, 0);
+    if (acc) c_transposed(c, ldc, ct, R, 0, S, CT_FROM_C);
     keel_gemm_b at = keel_gemm_f32(a, 1, a_rs); /* B'(j, r) = A(r, j) */
     keel_cpu_gemm(ct, R, b->b, b->cs, 1, &at, S, J, R, acc);
-    c_transposed(c, ldc, ct, R, 0, S, 1);
+    c_transposed(c, ldc, ct, R, 0, S, CT_TO_C);
     return;
   }
   /* budget: floats of packed B a thread keeps. Past it (one panel of J rows does not fit), B is
