@@ -2,7 +2,7 @@
  *
  * B is packed into panels of 64 columns (J x 64, contiguous, zero-padded; a
  * typed weight is dequantised while packing, a weight used as W^T goes
- * through 16 x 16 register transposes). A 6 x 64 register tile (24 vector
+ * through 16 x 16 register transposes, transpose.c). A 6 x 64 register tile (24 vector
  * accumulators) multiplies 6 rows of A by a chunk of at most KCF (1024) rows
  * of a panel (J cut into chunks of equal depth), read from L2 while the tile
  * walks down a block of MC rows of A: the longer the chunk, the fewer times a
@@ -27,6 +27,10 @@
  * per iteration of its first ones (a burst up front stalled it). With acc 0
  * the first chunk writes C instead of adding to it, so callers need not zero
  * C.
+ *
+ * With few rows (at most 512: an expert's dx), a group packed afresh packs its first panel up
+ * front and each other one just before the unit's first block uses it, its source fetched by
+ * the tiles of the panel before, so that a weight fresh from memory arrives while they run.
  *
  * B may come packed already (keel_cpu_gemm_pack), for callers that run
  * several GEMMs on it: then a thread's panels are one group.
@@ -112,72 +116,10 @@ float *keel_cpu_scratch(int slot, size_t n) {
   return scratch(&t->op[slot], &t->op_cap[slot], n);
 }
 
-/* dst[i][k] = src[k][i] for a 16 x 16 block (rows dst_rs and src_rs floats apart), in four
- * rounds of two-vector shuffles: round s swaps the off-diagonal s x s blocks of each 2s x 2s. */
-#define LO8 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23
-#define HI8 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31
-#define LO4 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27
-#define HI4 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31
-#define LO2 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29
-#define HI2 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31
-#define LO1 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30
-#define HI1 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31
-#define ROUND(s, LO, HI)                                  \
-  for (int i = 0; i < (int)(sizeof r / sizeof r[0]); i++) \
-    if (!(i & (s))) {                                     \
-      __typeof__(r[0]) x = r[i], y = r[i + (s)];          \
-      r[i] = __builtin_shufflevector(x, y, LO);           \
-      r[i + (s)] = __builtin_shufflevector(x, y, HI);     \
-    }
-
-KERNEL512 static void transpose16_512(float *dst, long dst_rs, const float *src, long src_rs) {
-  v16 r[16];
-  for (int i = 0; i < 16; i++) r[i] = *(const v16 *)(src + i * src_rs);
-  ROUND(8, LO8, HI8)
-  ROUND(4, LO4, HI4)
-  ROUND(2, LO2, HI2)
-  ROUND(1, LO1, HI1)
-  for (int i = 0; i < 16; i++) *(v16 *)(dst + i * dst_rs) = r[i];
-}
-
-/* The same off AVX-512, as four 8 x 8 transposes in three rounds of two-vector shuffles: 16
- * vectors of 16 floats would not fit AVX2's 16 registers (that copy spilled, and packing W^T
- * took 6% of an AVX2 training step). */
-#define LO4_8 0, 1, 2, 3, 8, 9, 10, 11
-#define HI4_8 4, 5, 6, 7, 12, 13, 14, 15
-#define LO2_8 0, 1, 8, 9, 4, 5, 12, 13
-#define HI2_8 2, 3, 10, 11, 6, 7, 14, 15
-#define LO1_8 0, 8, 2, 10, 4, 12, 6, 14
-#define HI1_8 1, 9, 3, 11, 5, 13, 7, 15
-#define TRANSPOSE16_BY8(SUF, ATTR)                                                                        \
-  ATTR static void transpose16_##SUF(float *dst, long dst_rs, const float *src, long src_rs) {           \
-    for (int bi = 0; bi < 2; bi++)                                                                        \
-      for (int bj = 0; bj < 2; bj++) {                                                                    \
-        const float *s8 = src + (long)8 * bj * src_rs + 8 * bi;                                           \
-        float *d8 = dst + (long)8 * bi * dst_rs + 8 * bj;                                                 \
-        v8 r[8];                                                                                          \
-        for (int i = 0; i < 8; i++) r[i] = *(const v8 *)(s8 + i * src_rs);                                \
-        ROUND(4, LO4_8, HI4_8)                                                                            \
-        ROUND(2, LO2_8, HI2_8)                                                                            \
-        ROUND(1, LO1_8, HI1_8)                                                                            \
-        for (int i = 0; i < 8; i++) *(v8 *)(d8 + i * dst_rs) = r[i];                                      \
-      }                                                                                                   \
-  }
-TRANSPOSE16_BY8(256, KERNEL256)
-TRANSPOSE16_BY8(128, KERNEL128)
-#undef TRANSPOSE16_BY8
-#undef ROUND
-
-typedef void transpose_fn(float *dst, long dst_rs, const float *src, long src_rs);
-static transpose_fn *the_transpose(void) {
-  keel_isa isa = keel_cpu_isa();
-  return isa == KEEL_ISA_AVX512 ? transpose16_512 : isa == KEEL_ISA_AVX2 ? transpose16_256 : transpose16_128;
-}
-
 /* Rows [js, js + J) of B's columns [s0, s0 + 64) into a panel. */
 KERNEL static void pack_panel(float *dst, const keel_gemm_b *b, int js, int J, int s0, int S) {
   int w = S - s0 < NR ? S - s0 : NR;
-  transpose_fn *tr = the_transpose();
+  keel_transpose_fn *tr = keel_cpu_transpose16();
   if (b->w && b->w_rows) { /* typed weight, row j of w is row j of B: the panel's columns dequantised */
     for (int j = 0; j < J; j++) {
       keel_cpu_wmat_row(dst + (long)j * NR, b->w, js + j, s0, s0 + w);
@@ -265,13 +207,22 @@ static void pack_a(float *ap, const float *a, long a_rs, long a_cs, int R, int j
     }                                                                                   \
   }
 
+/* Lines a tile fetches for the packing to come (the next panel's source in B): n of them,
+ * `per` in each row, rows rs bytes apart from p. */
+typedef struct ahead {
+  const char *p;
+  long rs;
+  int n, per;
+} ahead;
+
 /* C (rows x cols) += A (rows x J) B (J x NR, a panel chunk), or = with acc 0,
  * A(r, j) = a[r*a_rs + j*a_cs] with the strides constant in each caller: rows in place
  * (a_cs 1) or a packed micro-panel (a_rs 1). Rows past `rows` repeat the
  * last one and are not stored. pf is the next tile's A (pf_rows rows,
- * pf_rs apart), fetched into L2 while this one runs, one line per iteration of the first ones
- * and then this tile's C rows: a burst of them up front stalled the tile while the few fill
- * buffers drained (perf: 7% of a bench-b step's tile samples sat on those prefetches). */
+ * pf_rs apart), fetched into L2 while this one runs, one line per iteration of the first ones,
+ * then this tile's C rows, then the lines of nx: a burst of them up front stalled the tile while
+ * the few fill buffers drained (perf: 7% of a bench-b step's tile samples sat on those
+ * prefetches). */
 #define TILE_STEP(j)                                                                      \
   {                                                                                       \
     const float *bj = bp + (long)(j) * NR;                                                \
@@ -289,7 +240,8 @@ static void pack_a(float *ap, const float *a, long a_rs, long a_cs, int R, int j
 
 static inline __attribute__((always_inline)) void tile_body(float *c, long ldc, const float *a, long a_rs, long a_cs,
                                                             const float *bp, int rows, int J, int cols, int acc,
-                                                            const float *pf, long pf_rs, int pf_rows) {
+                                                            const float *pf, long pf_rs, int pf_rows,
+                                                            const ahead *nx) {
   const float *a0 = a, *a1 = a + (rows > 1) * a_rs, *a2 = a + (rows > 2 ? 2 : rows - 1) * a_rs,
               *a3 = a + (rows > 3 ? 3 : rows - 1) * a_rs, *a4 = a + (rows > 4 ? 4 : rows - 1) * a_rs,
               *a5 = a + (rows > 5 ? 5 : rows - 1) * a_rs;
@@ -297,11 +249,23 @@ static inline __attribute__((always_inline)) void tile_body(float *c, long ldc, 
   v16 c20 = {0}, c21 = {0}, c22 = {0}, c23 = {0}, c30 = {0}, c31 = {0}, c32 = {0}, c33 = {0};
   v16 c40 = {0}, c41 = {0}, c42 = {0}, c43 = {0}, c50 = {0}, c51 = {0}, c52 = {0}, c53 = {0};
   /* lines to fetch, q-th in order: la of the next A (row pr, offset pk), then this C's (row qr,
-   * offset qk); those the iterations cannot carry (a short J) go first */
-  int la = pf_rows * ((J + 15) / 16), lt = la + rows * (NR / 16), q = 0, pr = 0, pk = 0, qr = 0, qk = 0, j = 0;
-#define FETCH()                                                                      \
-  if (q++ < la) __builtin_prefetch(pf + pr * pf_rs + pk, 0, 2), pk += ++pr == pf_rows ? (pr = 0, 16) : 0; \
-  else __builtin_prefetch(c + (long)qr * ldc + qk, 1), qk += ++qr == rows ? (qr = 0, 16) : 0;
+   * offset qk), then nx's (at np, the nk-th of its row); those the iterations cannot carry (a
+   * short J) go first */
+  int la = pf_rows * ((J + 15) / 16), lc = la + rows * (NR / 16), lt = lc + nx->n, q = 0, pr = 0, pk = 0, qr = 0,
+      qk = 0, nk = 0, j = 0;
+  const char *np = nx->p;
+#define FETCH()                                                                                           \
+  {                                                                                                       \
+    if (q < la) {                                                                                         \
+      __builtin_prefetch(pf + pr * pf_rs + pk, 0, 2), pk += ++pr == pf_rows ? (pr = 0, 16) : 0;           \
+    } else if (q < lc) {                                                                                  \
+      __builtin_prefetch(c + (long)qr * ldc + qk, 1), qk += ++qr == rows ? (qr = 0, 16) : 0;              \
+    } else {                                                                                              \
+      __builtin_prefetch(np + nk * 64, 0, 2);                                                             \
+      if (++nk == nx->per) nk = 0, np += nx->rs;                                                          \
+    }                                                                                                     \
+    q++;                                                                                                  \
+  }
   while (q < lt - J) FETCH()
   for (; j < J && q < lt; j++) {
     FETCH()
@@ -320,13 +284,13 @@ static inline __attribute__((always_inline)) void tile_body(float *c, long ldc, 
 #undef TILE_STEP
 
 KERNEL512 static void tile_rows512(float *c, long ldc, const float *a, long a_rs, const float *bp, int rows, int J,
-                                   int cols, int acc, const float *pf, int pf_rows) {
-  tile_body(c, ldc, a, a_rs, 1, bp, rows, J, cols, acc, pf, a_rs, pf_rows);
+                                   int cols, int acc, const float *pf, int pf_rows, const ahead *nx) {
+  tile_body(c, ldc, a, a_rs, 1, bp, rows, J, cols, acc, pf, a_rs, pf_rows, nx);
 }
 
 KERNEL512 static void tile_packed512(float *c, long ldc, const float *ap, const float *bp, int rows, int J,
-                                     int cols, int acc, const float *pf) {
-  tile_body(c, ldc, ap, 1, MR, bp, rows, J, cols, acc, pf, J, MR); /* a micro-panel: MR pieces of J floats */
+                                     int cols, int acc, const float *pf, const ahead *nx) {
+  tile_body(c, ldc, ap, 1, MR, bp, rows, J, cols, acc, pf, J, MR, nx); /* a micro-panel: MR pieces of J floats */
 }
 
 /* The same over a panel of at most 32 columns (the last panel of S = 64k + 32, say the experts'
@@ -445,11 +409,11 @@ NARROW_BODY(narrow_body128, v4, 4)
 
 #define NARROW_TILES(SUF, ATTR)                                                                                    \
   ATTR static void tile_rows##SUF(float *c, long ldc, const float *a, long a_rs, const float *bp, int rows, int J, \
-                                  int cols, int acc, const float *pf, int pf_rows) {                               \
+                                  int cols, int acc, const float *pf, int pf_rows, const ahead *nx) {              \
     narrow_body##SUF(c, ldc, a, a_rs, 1, bp, rows, J, cols, acc);                                                  \
   }                                                                                                                \
   ATTR static void tile_packed##SUF(float *c, long ldc, const float *ap, const float *bp, int rows, int J,         \
-                                    int cols, int acc, const float *pf) {                                          \
+                                    int cols, int acc, const float *pf, const ahead *nx) {                         \
     narrow_body##SUF(c, ldc, ap, 1, MR, bp, rows, J, cols, acc);                                                   \
   }                                                                                                                \
   ATTR static void half_rows##SUF(float *c, long ldc, const float *a, long a_rs, const float *bp, int rows, int J, \
@@ -469,9 +433,9 @@ NARROW_TILES(128, KERNEL128)
 /* The tiles of the ISA the kernels run (keel_cpu_isa). */
 typedef struct tiles {
   void (*rows)(float *c, long ldc, const float *a, long a_rs, const float *bp, int rows, int J, int cols, int acc,
-               const float *pf, int pf_rows);
+               const float *pf, int pf_rows, const ahead *nx);
   void (*packed)(float *c, long ldc, const float *ap, const float *bp, int rows, int J, int cols, int acc,
-                 const float *pf);
+                 const float *pf, const ahead *nx);
   void (*half_rows)(float *c, long ldc, const float *a, long a_rs, const float *bp, int rows, int J, int cols, int acc);
   void (*half_packed)(float *c, long ldc, const float *ap, const float *ap_next, const float *bp, int rows, int J,
                       int cols, int acc);
@@ -485,20 +449,32 @@ static const tiles *the_tiles(void) {
   return isa == KEEL_ISA_AVX512 ? &t512 : isa == KEEL_ISA_AVX2 ? &t256 : &t128;
 }
 
-void keel_cpu_gemm_pack(float *dst, long ps, const keel_gemm_b *b, int J, int S) {
-  for (int p = 0; p < (S + NR - 1) / NR; p++) pack_panel(dst + (long)p * ps, b, 0, J, p * NR, S);
+/* The lines of panel p's source in B (rows [js, js + jn)), to be fetched ahead of its packing:
+ * its rows when B's rows are contiguous, its columns when its columns are. */
+static ahead panel_source(const keel_gemm_b *b, int js, int jn, int p, int S) {
+  int w = S - p * NR < NR ? S - p * NR : NR;
+  if (b->w) return (ahead){0};
+  if (b->cs == 1) {
+    int per = (w + 15) / 16;
+    return (ahead){(const char *)(b->b + (long)js * b->rs + (long)p * NR), b->rs * (long)sizeof(float), jn * per, per};
+  }
+  if (b->rs == 1) {
+    int per = (jn + 15) / 16;
+    return (ahead){(const char *)(b->b + js + (long)p * NR * b->cs), b->cs * (long)sizeof(float), w * per, per};
+  }
+  return (ahead){0};
 }
 
-/* dst[i][k] = src[k][i] for a block of rows x cols (each at most 16): a register transpose when
- * the block is whole. */
-static void transpose_block(transpose_fn *tr, float *dst, long dst_rs, const float *src, long src_rs, int rows,
-                            int cols) {
-  if (rows == 16 && cols == 16) {
-    tr(dst, dst_rs, src, src_rs);
-    return;
-  }
-  for (int k = 0; k < rows; k++)
-    for (int i = 0; i < cols; i++) dst[(long)i * dst_rs + k] = src[(long)k * src_rs + i];
+/* Tile t's share (of n tiles) of the lines of src, in whole rows. */
+static ahead tile_share(ahead src, int t, int n) {
+  if (!src.n) return src;
+  int rows = src.n / src.per, each = (rows + n - 1) / n, r0 = t * each, r1 = r0 + each < rows ? r0 + each : rows;
+  if (r0 >= r1) return (ahead){0};
+  return (ahead){src.p + r0 * src.rs, src.rs, (r1 - r0) * src.per, src.per};
+}
+
+void keel_cpu_gemm_pack(float *dst, long ps, const keel_gemm_b *b, int J, int S) {
+  for (int p = 0; p < (S + NR - 1) / NR; p++) pack_panel(dst + (long)p * ps, b, 0, J, p * NR, S);
 }
 
 /* Columns [s0, s0 + n) of C (R rows) into C^T's rows (ct, n x R), or back into C, written or
@@ -507,19 +483,19 @@ static void transpose_block(transpose_fn *tr, float *dst, long dst_rs, const flo
  * of the head's dw). */
 enum { CT_FROM_C, CT_TO_C, CT_ADD_TO_C };
 static void c_transposed(float *c, long ldc, float *ct, int R, int s0, int n, int mode) {
-  transpose_fn *tr = the_transpose();
+  keel_transpose_fn *tr = keel_cpu_transpose16();
 #pragma omp parallel for schedule(static)
   for (int r0 = 0; r0 < R; r0 += 16)
     for (int i0 = 0; i0 < n; i0 += 16) {
       int nr = R - r0 < 16 ? R - r0 : 16, ni = n - i0 < 16 ? n - i0 : 16;
       float *x = c + (long)r0 * ldc + s0 + i0, *y = ct + (long)i0 * R + r0;
       if (mode == CT_FROM_C) {
-        transpose_block(tr, y, R, x, ldc, nr, ni);
+        keel_cpu_transpose_block(tr, y, R, x, ldc, nr, ni);
       } else if (mode == CT_TO_C) {
-        transpose_block(tr, x, ldc, y, R, ni, nr);
+        keel_cpu_transpose_block(tr, x, ldc, y, R, ni, nr);
       } else { /* through a block in L1, then added row by row, in whole vectors where they fit */
         float blk[16 * 16];
-        transpose_block(tr, blk, 16, y, R, ni, nr);
+        keel_cpu_transpose_block(tr, blk, 16, y, R, ni, nr);
         for (int r = 0; r < nr; r++) {
           float *cr = x + (long)r * ldc;
           if (ni == 16) *(v16 *)cr += *(const v16 *)(blk + r * 16);
@@ -598,12 +574,12 @@ static void gemm_wide(float *c, long ldc, const float *a, long a_cs, const keel_
   long lb = (J + 15) / 16 * 16 + 16; /* B^T's row stride: not a multiple of 4 KB (its rows in one L1 set) */
   bufs *mine = my_bufs();
   float *bt = scratch(&mine->a, &mine->a_cap, (size_t)S * lb);
-  transpose_fn *tr = the_transpose();
+  keel_transpose_fn *tr = keel_cpu_transpose16();
 #pragma omp parallel for schedule(static)
   for (int s0 = 0; s0 < S; s0 += 16)
     for (int j0 = 0; j0 < J; j0 += 16)
-      transpose_block(tr, bt + (long)s0 * lb + j0, lb, b->b + (long)j0 * b->rs + s0, b->rs, J - j0 < 16 ? J - j0 : 16,
-                      S - s0 < 16 ? S - s0 : 16);
+      keel_cpu_transpose_block(tr, bt + (long)s0 * lb + j0, lb, b->b + (long)j0 * b->rs + s0, b->rs,
+                               J - j0 < 16 ? J - j0 : 16, S - s0 < 16 ? S - s0 : 16);
 #pragma omp parallel
   {
     bufs *t = my_bufs();
@@ -699,7 +675,7 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
         if (nr > (R + MC - 1) / MC) nr = (R + MC - 1) / MC;
       }
     }
-    int rstep = ((R + nr - 1) / nr + MC - 1) / MC * MC, held = -1; /* held: the group packed in t->b */
+    int rstep = ((R + nr - 1) / nr + MC - 1) / MC * MC, held = -1, lazy = 0; /* held: the group packed in t->b */
     nr = (R + rstep - 1) / rstep;
     for (;;) {
       int u;
@@ -715,17 +691,28 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
         int jn = j_hi - js < jc ? j_hi - js : jc;
         const float *bp = t->b; /* the group's panels, ps floats apart */
         long ps = (long)jn * NR;
+        lazy = 0;
         if (b->packed) {
           bp = b->packed + (long)g0 * b->ps, ps = b->ps;
         } else if (held != g || super) {
+          /* with few rows (B's packing a large part of the work), a group packed afresh packs
+           * its first panel now and each other one just before the unit's first block uses it,
+           * its source fetched by the tiles of the panel before: an expert's dx, its weight
+           * fresh from memory, 64-480 rows, 1.15-1.02x; 1024 rows gained nothing */
+          lazy = !super && R <= 512;
           float *mine = scratch(&t->b, &t->b_cap, (size_t)(g1 - g0) * jn * NR);
-          for (int p = g0; p < g1; p++) pack_panel(mine + (long)(p - g0) * jn * NR, b, js, jn, p * NR, S);
+          for (int p = g0; p < (lazy ? g0 + 1 : g1); p++)
+            pack_panel(mine + (long)(p - g0) * jn * NR, b, js, jn, p * NR, S);
           bp = mine, held = super ? -1 : g;
         }
         for (int i0 = r_lo; i0 < r_hi; i0 += MC) {
-          int i1 = r_hi - i0 < MC ? r_hi : i0 + MC;
+          int i1 = r_hi - i0 < MC ? r_hi : i0 + MC, first = lazy && i0 == r_lo;
           for (int p = g0; p < g1; p++) {
-            int cols = S - p * NR < NR ? S - p * NR : NR;
+            int cols = S - p * NR < NR ? S - p * NR : NR, nf = 0, tn = 0; /* tile tn of nf fetching the next panel */
+            ahead src = {0};
+            if (first && p > g0) pack_panel((float *)bp + (long)(p - g0) * ps, b, js, jn, p * NR, S);
+            if (first && p + 1 < np) /* the next panel's, maybe the next group's first */
+              src = panel_source(b, js, jn, p + 1, S), nf = (i1 - i0 + MR - 1) / MR * ((jn + kcs - 1) / kcs);
             for (int j0 = js; j0 < js + jn; j0 += kcs) {
               int kc = j_hi - j0 < kcs ? j_hi - j0 : kcs, add = acc0 || j0 > j_lo;
               const float *bc = bp + (long)(p - g0) * ps + (long)(j0 - js) * NR;
@@ -747,12 +734,13 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
                 float *ct = cu + (long)r0 * lc + (long)p * NR;
                 int rows = R - r0 < MR ? R - r0 : MR, next = r0 + MR < R ? r0 + MR : r0; /* next tile's first row */
                 int next_rows = R - next < MR ? R - next : MR;
+                ahead nx = tile_share(src, tn++, nf);
                 if (ap) {
                   const float *chunk = ap + (long)nb * j0 * MR; /* nb micro-panels of kc x MR */
-                  tk->packed(ct, lc, chunk + (long)r0 * kc, bc, rows, kc, cols, add, chunk + (long)next * kc);
+                  tk->packed(ct, lc, chunk + (long)r0 * kc, bc, rows, kc, cols, add, chunk + (long)next * kc, &nx);
                 } else {
                   tk->rows(ct, lc, a + (long)r0 * a_rs + j0, a_rs, bc, rows, kc, cols, add,
-                            a + (long)next * a_rs + j0, next_rows);
+                            a + (long)next * a_rs + j0, next_rows, &nx);
                 }
               }
             }

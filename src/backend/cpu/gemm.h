@@ -44,6 +44,13 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
  * (slot 0 or 1; contents undefined): scratch for ops called every step, which would otherwise
  * map, fault in and unmap fresh pages each time. */
 float *keel_cpu_scratch(int slot, size_t n);
+/* dst[i][k] = src[k][i] for a 16 x 16 block (rows dst_rs and src_rs floats apart), in
+ * registers: the one for the kernels' ISA (transpose.c). */
+typedef void keel_transpose_fn(float *dst, long dst_rs, const float *src, long src_rs);
+keel_transpose_fn *keel_cpu_transpose16(void);
+/* The same for a block of rows x cols, each at most 16, through tr when it is whole. */
+void keel_cpu_transpose_block(keel_transpose_fn *tr, float *dst, long dst_rs, const float *src, long src_rs, int rows,
+                              int cols);
 /* dst (k1 - k0) = columns [k0, k1) of row m of w as floats, vectorised. */
 void keel_cpu_wmat_row(float *dst, const keel_wmat *w, long m, int k0, int k1);
 /* out (N, M) = x (N, K) deq(w)^T */
