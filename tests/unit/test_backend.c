@@ -276,10 +276,11 @@ int main(void) {
   /* the same bits whatever the thread count (row blocks, chunks, panel groups and, in dx, super-chunks and parts
    * of J all split; in the second shape, few panels: every GEMM split by rows too, the last panel narrow; in the
    * third, dw is tall: blocks of rows run transposed, the last one short; in the fourth, dw is one group, its
-   * rows split in ranges of fewer blocks, one per thread; in the fifth, dw's J (1100) is two chunks) */
+   * rows split in ranges of fewer blocks, one per thread; in the fifth, dw's J (1100) is two chunks; in the sixth,
+   * dx's 3 groups of panels, too few rows to split, become 6 smaller ones) */
   static const int bits_shapes[][3] = {{200, 450, 2100}, {1000, 300, 160}, {300, 40, 1000}, {256, 512, 352},
-                                       {1100, 64, 200}};
-  for (int shape = 0; shape < 5; shape++) {
+                                       {1100, 64, 200}, {128, 384, 1024}};
+  for (int shape = 0; shape < 6; shape++) {
     int n = bits_shapes[shape][0], kk = bits_shapes[shape][1], m = bits_shapes[shape][2];
     float *x = rnd(&r, (size_t)n * kk), *w = rnd(&r, (size_t)m * kk), *o[2], *dx[2], *dw[2];
     for (int k = 0; k < 2; k++) {
