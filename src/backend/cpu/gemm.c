@@ -682,7 +682,7 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
      * 384 x 128 1.26x, dx 128 x 1024 x 384 1.22x; the sums do not change) */
     if (nr == 1 && nt > 1 && !super && !b->packed && ng < 4 * nt)
       while (ng % nt && gp > 1) gp--, ng = (np + gp - 1) / gp, gp = (np + ng - 1) / ng;
-    int rstep = ((R + nr - 1) / nr + MC - 1) / MC * MC, held = -1, lazy = 0; /* held: the group packed in t->b */
+    int rstep = ((R + nr - 1) / nr + MC - 1) / MC * MC, held = -1; /* held: the group packed in t->b */
     nr = (R + rstep - 1) / rstep;
     for (;;) {
       int u;
@@ -698,7 +698,7 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
         int jn = j_hi - js < jc ? j_hi - js : jc;
         const float *bp = t->b; /* the group's panels, ps floats apart */
         long ps = (long)jn * NR;
-        lazy = 0;
+        int lazy = 0; /* the group's panels past its first are packed as the first block reaches them */
         if (b->packed) {
           bp = b->packed + (long)g0 * b->ps, ps = b->ps;
         } else if (held != g || super) {
@@ -717,7 +717,7 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
           for (int p = g0; p < g1; p++) {
             int cols = S - p * NR < NR ? S - p * NR : NR, nf = 0, tn = 0; /* tile tn of nf fetching the next panel */
             ahead src = {0};
-            if (first && p > g0) pack_panel((float *)bp + (long)(p - g0) * ps, b, js, jn, p * NR, S);
+            if (first && p > g0) pack_panel(t->b + (long)(p - g0) * ps, b, js, jn, p * NR, S);
             if (first && p + 1 < np) /* the next panel's, maybe the next group's first */
               src = panel_source(b, js, jn, p + 1, S), nf = (i1 - i0 + MR - 1) / MR * ((jn + kcs - 1) / kcs);
             for (int j0 = js; j0 < js + jn; j0 += kcs) {
