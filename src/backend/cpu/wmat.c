@@ -356,13 +356,14 @@ ROWS8_KERNEL(rows256_fp8, deq8_fp8, 1, KEEL_W_FP8)
   a##i += ((i) < 8 ? x0 : x1) * t;
 #define COLS_STORE(i, ...) memcpy(out + k0 + (i) * 16, &a##i, sizeof a##i);
 
-#define ROW_DEQ(NAME, DEQ, ESZ, ATTR)                                                           \
-  ATTR static void NAME(float *dst, const keel_wmat *w, long m, int k0, int k1) {            \
+/* Columns [k0, k1) of row m of w as floats, VW at a time in a VEC filled by DEQ. */
+#define ROW_DEQ(NAME, VEC, VW, DEQ, ESZ, ATTR)                                                  \
+  ATTR static void NAME(float *dst, const keel_wmat *w, long m, int k0, int k1) {               \
     const uint8_t *wr = (const uint8_t *)w->data + m * w->K * (ESZ);                            \
     int k = k0;                                                                                 \
-    for (; k < k1 && (k & 15); k++) dst[k - k0] = keel_wmat_get(w, m, k);                       \
-    for (; k + 16 <= k1; k += 16) { /* 16 aligned columns share one fp8 block scale */          \
-      v16 v;                                                                                    \
+    for (; k < k1 && (k & ((VW) - 1)); k++) dst[k - k0] = keel_wmat_get(w, m, k);              \
+    for (; k + (VW) <= k1; k += (VW)) { /* VW aligned columns share one fp8 block scale */      \
+      VEC v;                                                                                    \
       DEQ(&v, wr + (long)k * (ESZ));                                                            \
       if (w->type == KEEL_W_FP8) v *= keel_wmat_block_scale(w, m, k) * FP8_UNIT;                \
       if (w->type == KEEL_W_INT8) v *= w->scale[m];                                             \
@@ -371,31 +372,21 @@ ROWS8_KERNEL(rows256_fp8, deq8_fp8, 1, KEEL_W_FP8)
     for (; k < k1; k++) dst[k - k0] = keel_wmat_get(w, m, k);                                   \
   }
 
-ROW_DEQ(row_bf16, deq_bf16, 2, PORTABLE)
-ROW_DEQ(row_int8, deq_int8, 1, PORTABLE)
-ROW_DEQ(row_fp8, deq_fp8, 1, PORTABLE)
+ROW_DEQ(row_bf16, v16, 16, deq_bf16, 2, PORTABLE)
+ROW_DEQ(row_int8, v16, 16, deq_int8, 1, PORTABLE)
+ROW_DEQ(row_fp8, v16, 16, deq_fp8, 1, PORTABLE)
 /* The same for AVX2, eight columns at a time in one register: 16-float vectors built from two
  * 8-float halves went through the stack lane by lane (a typed weight against 32 rows ran at a
  * third of the float weight's speed, perf: most of it in the dequantiser). */
-#define ROW_DEQ8(NAME, DEQ8, ESZ)                                                               \
-  A256 static void NAME(float *dst, const keel_wmat *w, long m, int k0, int k1) {               \
-    const uint8_t *wr = (const uint8_t *)w->data + m * w->K * (ESZ);                            \
-    int k = k0;                                                                                 \
-    for (; k < k1 && (k & 7); k++) dst[k - k0] = keel_wmat_get(w, m, k);                        \
-    for (; k + 8 <= k1; k += 8) { /* 8 aligned columns share one fp8 block scale */             \
-      __m256 v = DEQ8(wr + (long)k * (ESZ));                                                    \
-      if (w->type == KEEL_W_FP8) v = _mm256_mul_ps(v, _mm256_set1_ps(keel_wmat_block_scale(w, m, k) * FP8_UNIT)); \
-      if (w->type == KEEL_W_INT8) v = _mm256_mul_ps(v, _mm256_set1_ps(w->scale[m]));           \
-      _mm256_storeu_ps(dst + k - k0, v);                                                        \
-    }                                                                                           \
-    for (; k < k1; k++) dst[k - k0] = keel_wmat_get(w, m, k);                                   \
-  }
-ROW_DEQ8(row256_bf16, deq8_bf16, 2)
-ROW_DEQ8(row256_int8, deq8_int8, 1)
-ROW_DEQ8(row256_fp8, deq8_fp8, 1)
-ROW_DEQ(row512_bf16, deq512_bf16, 2, A512)
-ROW_DEQ(row512_int8, deq512_int8, 1, A512)
-ROW_DEQ(row512_fp8, deq512_fp8, 1, A512)
+static inline A256 void deq8_into_bf16(__m256 *o, const void *p) { *o = deq8_bf16(p); }
+static inline A256 void deq8_into_int8(__m256 *o, const void *p) { *o = deq8_int8(p); }
+static inline A256 void deq8_into_fp8(__m256 *o, const void *p) { *o = deq8_fp8(p); }
+ROW_DEQ(row256_bf16, __m256, 8, deq8_into_bf16, 2, A256)
+ROW_DEQ(row256_int8, __m256, 8, deq8_into_int8, 1, A256)
+ROW_DEQ(row256_fp8, __m256, 8, deq8_into_fp8, 1, A256)
+ROW_DEQ(row512_bf16, v16, 16, deq512_bf16, 2, A512)
+ROW_DEQ(row512_int8, v16, 16, deq512_int8, 1, A512)
+ROW_DEQ(row512_fp8, v16, 16, deq512_fp8, 1, A512)
 
 /* AVX2's own columns kernel: 64 columns in eight 8-float accumulators, x[m] broadcast once
  * per row (the 16-float form, compiled for AVX2, built each broadcast on the stack and read
