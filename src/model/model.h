@@ -37,7 +37,7 @@ typedef struct keel_layer_acts {
   float *out;               /* (N, d) */
   /* MTP modules */
   float *emb, *en, *en_rstd, *hp, *hn, *hn_rstd, *cat; /* (N,d) (N,d) (N) (N,d) (N,d) (N) (N,2d) */
-  float *z, *z_rstd, *dz;   /* (N, d) shared_head.norm output, (N), its gradient from the head */
+  float *z, *z_rstd, *dz;   /* (N, d) shared_head.norm output (rows of m->z), (N), its gradient (rows of m->dz) */
 } keel_layer_acts;
 
 /* The parts of a training step that keel_model times (forward and backward together). */
@@ -62,10 +62,10 @@ typedef struct keel_model {
   int B, T;
   keel_layer_acts *acts;    /* (L+D) */
   float *h0;                /* (N, d) embeddings */
-  float *z, *z_rstd, *dz;   /* (N, d) final norm output, (N), its gradient */
-  float *logits, *losses;   /* (N, V), (N) */
+  float *z, *z_rstd, *dz;   /* (NH, d) the head's input: final norm output, then each MTP depth's; (N); gradient */
+  float *logits, *losses;   /* (NH, V), (NH): NH = N + the MTP depths' rows */
   int *pos;                 /* (N) position of each row in its sequence */
-  int32_t *tgt;             /* (N) targets of one head */
+  int32_t *tgt;             /* (NH) the head's targets */
   float *ws;                /* backward workspace */
   size_t ws_size;
   /* results of the last forward */
