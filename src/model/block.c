@@ -7,15 +7,19 @@
 #include "../core/clock.h"
 #include "model.h"
 
-/* Carves zeroed scratch arrays out of the model's workspace, in a fixed order (some 50 MB per
- * MoE block's backward, zeroed on all threads). */
+/* Carves scratch arrays out of the model's workspace, in a fixed order: take() zeroed on all
+ * threads, carve() as they are (written whole, or zeroed piece by piece just before use). */
 typedef struct carver {
   float *p;
 } carver;
-static float *take(carver *c, size_t n) {
+static float *carve(carver *c, size_t n) {
   float *r = c->p;
-  keel_model_zero(r, n);
   c->p += (n + 15) & ~(size_t)15;
+  return r;
+}
+static float *take(carver *c, size_t n) {
+  float *r = carve(c, n);
+  keel_model_zero(r, n);
   return r;
 }
 
@@ -246,7 +250,11 @@ static void moe_backward(keel_model *m, const keel_layer_w *w, keel_layer_w *g, 
     swiglu_ffn_backward(m, du, dy, A->ln2, w->s_gate, w->s_up, w->s_down, g->s_gate, g->s_up, g->s_down, A->sg, A->su,
                         A->sh, N, S * Ie, take(cv, n), take(cv, n), take(cv, n));
   }
-  float *deo = take(cv, (size_t)N * K * d), *dgw = take(cv, (size_t)N * K), *dein = take(cv, (size_t)N * K * d);
+  /* deo and dgw are written whole; dein and the experts' SwiGLU gradients below are zeroed an
+   * expert's rows at a time by the thread that runs it, just before, so that they are in its
+   * cache when its GEMMs add into them (zeroed all at once, 41 MB, they had gone back to memory
+   * and been read from it again) */
+  float *deo = carve(cv, (size_t)N * K * d), *dgw = carve(cv, (size_t)N * K), *dein = carve(cv, (size_t)N * K * d);
 #pragma omp parallel for schedule(static)
   for (int a = 0; a < N * K; a++) {
     int r = A->slot[a], n = a / K;
@@ -260,14 +268,16 @@ static void moe_backward(keel_model *m, const keel_layer_w *w, keel_layer_w *g, 
   }
   /* experts in parallel, each on one thread with its own rows of the scratch: the grouped GEMMs */
   size_t ne = (size_t)N * K * Ie;
-  float *sfh = take(cv, ne), *sfg = take(cv, ne), *sfu = take(cv, ne);
+  float *sfh = carve(cv, ne), *sfg = carve(cv, ne), *sfu = carve(cv, ne);
   int ord[E];
   by_load(ord, A->offs, E);
 #pragma omp parallel for schedule(dynamic)
   for (int i = 0; i < E; i++) {
     int e = ord[i], r0 = A->offs[e], cnt = A->offs[e + 1] - r0;
     if (!cnt) continue;
-    size_t o = (size_t)r0 * Ie;
+    size_t o = (size_t)r0 * Ie, ni = (size_t)cnt * Ie * sizeof(float);
+    memset(dein + (size_t)r0 * d, 0, (size_t)cnt * d * sizeof(float));
+    memset(sfh + o, 0, ni), memset(sfg + o, 0, ni), memset(sfu + o, 0, ni);
     swiglu_ffn_backward(m, dein + (size_t)r0 * d, deo + (size_t)r0 * d, A->ein + (size_t)r0 * d,
                         w->e_gate + (size_t)e * Ie * d, w->e_up + (size_t)e * Ie * d, w->e_down + (size_t)e * d * Ie,
                         g->e_gate + (size_t)e * Ie * d, g->e_up + (size_t)e * Ie * d, g->e_down + (size_t)e * d * Ie,
