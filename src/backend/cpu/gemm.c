@@ -512,8 +512,11 @@ static void c_transposed(float *c, long ldc, float *ct, int R, int s0, int n, in
  * C^T (holding C first when accumulating) is copied back into C. Packing the weight (J x S,
  * 16 x 16 transposes) had cost a small expert's forward GEMM as much as its arithmetic; at 128
  * rows, its weight fresh from memory, the transposed product is 1.2x faster (160 rows 1.1x;
- * AVX2, whose narrower tiles read the weight's rows four times, 0.9x). Every C element sums the
- * same products in the same order, so the bits are those of the plain path. */
+ * AVX2, whose narrower tiles read the weight's rows four times, 0.9x). While C^T is computed its
+ * tiles fetch the lines of C it is copied into (when C fits L2): an expert's outputs, fresh
+ * rows of a large array, had cost the copy a stall on every line (experts' forward, 64-128 rows,
+ * activations cold as in training: 1.03-1.08x). Every C element sums the same products in the
+ * same order, so the bits are those of the plain path. */
 static int few_rows(long a_cs, const keel_gemm_b *b, int R, int S) {
   return a_cs == 1 && !b->packed && !b->w && b->rs == 1 && b->cs != 1 && 2 * R <= S &&
          R <= (keel_cpu_isa() == KEEL_ISA_AVX512 ? 256 : 64);
@@ -596,8 +599,17 @@ static void gemm_wide(float *c, long ldc, const float *a, long a_cs, const keel_
   }
 }
 
+/* warm: lines for the tiles to fetch besides their own, spread over those that fetch no panel's
+ * source (few_rows: the C that C^T is copied into next) */
+static void gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, const keel_gemm_b *b, int R, int J,
+                 int S, int acc, ahead warm);
 void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, const keel_gemm_b *b, int R, int J,
                    int S, int acc) {
+  gemm(c, ldc, a, a_rs, a_cs, b, R, J, S, acc, (ahead){0});
+}
+
+static void gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, const keel_gemm_b *b, int R, int J,
+                 int S, int acc, ahead warm) {
   int np = (S + NR - 1) / NR, nb = (R + MR - 1) / MR;
   if (J == 0 && !acc)
     for (int r = 0; r < R; r++) memset(c + (long)r * ldc, 0, (size_t)S * sizeof *c);
@@ -615,7 +627,12 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
     float *ct = scratch(&mine->ct, &mine->ct_cap, (size_t)S * R); /* C^T, S x R */
     if (acc) c_transposed(c, ldc, ct, R, 0, S, CT_FROM_C);
     keel_gemm_b at = keel_gemm_f32(a, 1, a_rs); /* B'(j, r) = A(r, j) */
-    keel_cpu_gemm(ct, R, b->b, b->cs, 1, &at, S, J, R, acc);
+    ahead cw = {0};
+    if ((long)R * S * (long)sizeof(float) <= L2B) { /* C's rows (each line a row touches), fetched as C^T is computed */
+      int per = (int)((S * (long)sizeof(float) + 63) / 64) + 1;
+      cw = (ahead){(const char *)c, ldc * (long)sizeof(float), R * per, per};
+    }
+    gemm(ct, R, b->b, b->cs, 1, &at, S, J, R, acc, cw);
     c_transposed(c, ldc, ct, R, 0, S, CT_TO_C);
     return;
   }
@@ -712,6 +729,7 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
             pack_panel(mine + (long)(p - g0) * jn * NR, b, js, jn, p * NR, S);
           bp = mine, held = super ? -1 : g;
         }
+        int full = g1 == np && S - (np - 1) * NR <= 32 ? g1 - g0 - 1 : g1 - g0; /* panels of 6 x 64 tiles (they fetch) */
         for (int i0 = r_lo; i0 < r_hi; i0 += MC) {
           int i1 = r_hi - i0 < MC ? r_hi : i0 + MC, first = lazy && i0 == r_lo;
           for (int p = g0; p < g1; p++) {
@@ -720,6 +738,10 @@ void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, con
             if (first && p > g0) pack_panel(t->b + (long)(p - g0) * ps, b, js, jn, p * NR, S);
             if (first && p + 1 < np) /* the next panel's, maybe the next group's first */
               src = panel_source(b, js, jn, p + 1, S), nf = (i1 - i0 + MR - 1) / MR * ((jn + kcs - 1) / kcs);
+            else if (warm.n && !first && cols > 32) /* this unit's share of warm, this block's of it */
+              src = tile_share(tile_share(warm, u, ng * nr * nk), ((i0 - r_lo) / MC - lazy) * full + p - g0,
+                               ((r_hi - r_lo + MC - 1) / MC - lazy) * full),
+              nf = (i1 - i0 + MR - 1) / MR * ((jn + kcs - 1) / kcs);
             for (int j0 = js; j0 < js + jn; j0 += kcs) {
               int kc = j_hi - j0 < kcs ? j_hi - j0 : kcs, add = acc0 || j0 > j_lo;
               const float *bc = bp + (long)(p - g0) * ps + (long)(j0 - js) * NR;
