@@ -207,8 +207,9 @@ static void pack_a(float *ap, const float *a, long a_rs, long a_cs, int R, int j
     }                                                                                   \
   }
 
-/* Lines a tile fetches for the packing to come (the next panel's source in B): n of them,
- * `per` in each row, rows rs bytes apart from p. */
+/* Lines a tile fetches besides its own (the next panel's source in B, for the packing to come, or
+ * the C a few-rows product is copied into): n of them, `per` in each row, rows rs bytes apart from
+ * p. */
 typedef struct ahead {
   const char *p;
   long rs;
@@ -729,19 +730,20 @@ static void gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, const
             pack_panel(mine + (long)(p - g0) * jn * NR, b, js, jn, p * NR, S);
           bp = mine, held = super ? -1 : g;
         }
-        int full = g1 == np && S - (np - 1) * NR <= 32 ? g1 - g0 - 1 : g1 - g0; /* panels of 6 x 64 tiles (they fetch) */
+        /* the group's panels run in 6 x 64 tiles (those fetch; a last one of 32 columns does not) */
+        int full = g1 == np && S - (np - 1) * NR <= 32 ? g1 - g0 - 1 : g1 - g0;
         for (int i0 = r_lo; i0 < r_hi; i0 += MC) {
           int i1 = r_hi - i0 < MC ? r_hi : i0 + MC, first = lazy && i0 == r_lo;
           for (int p = g0; p < g1; p++) {
-            int cols = S - p * NR < NR ? S - p * NR : NR, nf = 0, tn = 0; /* tile tn of nf fetching the next panel */
+            /* src: the lines this block's tiles fetch, tile tn of nf taking its share */
+            int cols = S - p * NR < NR ? S - p * NR : NR, nf = (i1 - i0 + MR - 1) / MR * ((jn + kcs - 1) / kcs), tn = 0;
             ahead src = {0};
             if (first && p > g0) pack_panel(t->b + (long)(p - g0) * ps, b, js, jn, p * NR, S);
             if (first && p + 1 < np) /* the next panel's, maybe the next group's first */
-              src = panel_source(b, js, jn, p + 1, S), nf = (i1 - i0 + MR - 1) / MR * ((jn + kcs - 1) / kcs);
+              src = panel_source(b, js, jn, p + 1, S);
             else if (warm.n && !first && cols > 32) /* this unit's share of warm, this block's of it */
               src = tile_share(tile_share(warm, u, ng * nr * nk), ((i0 - r_lo) / MC - lazy) * full + p - g0,
-                               ((r_hi - r_lo + MC - 1) / MC - lazy) * full),
-              nf = (i1 - i0 + MR - 1) / MR * ((jn + kcs - 1) / kcs);
+                               ((r_hi - r_lo + MC - 1) / MC - lazy) * full);
             for (int j0 = js; j0 < js + jn; j0 += kcs) {
               int kc = j_hi - j0 < kcs ? j_hi - j0 : kcs, add = acc0 || j0 > j_lo;
               const float *bc = bp + (long)(p - g0) * ps + (long)(j0 - js) * NR;
