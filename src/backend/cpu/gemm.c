@@ -22,7 +22,8 @@
  * Rows of A are read in place when they are contiguous (a_cs 1); otherwise A
  * is packed once into 6-row micro-panels, chunk by chunk, so that every read
  * is a sequential stream (a tall A read so, the head's weight gradient, runs
- * transposed instead, in blocks of rows: gemm_wide). Each tile asks for the
+ * transposed instead, in blocks of rows: gemm_t.c, which also runs few rows
+ * against a weight used as W^T transposed). Each tile asks for the
  * next tile's rows of A and for its own C rows ahead of time, one cache line
  * per iteration of its first ones (a burst up front stalled it). With acc 0
  * the first chunk writes C instead of adding to it, so callers need not zero
@@ -40,8 +41,8 @@
  * shared machine often run at different speeds, and equal fixed shares left
  * one idle for 10-15% of the head's GEMMs in a training step. Groups are
  * split by rows only when there are fewer than four per thread, into ranges
- * of at least four blocks (each range packs the group's B again), or fewer
- * when a thread would otherwise be idle (an expert-sized dw, 352 x 256 x 512,
+ * of at least four blocks (each range packs the group's B again) and as many
+ * units for each thread, or fewer blocks when a thread would otherwise be idle (an expert-sized dw, 352 x 256 x 512,
  * one group: 1.8x faster on two threads). A C element
  * is summed over the chunks in order within one unit, so results do not
  * depend on the thread count.
@@ -63,17 +64,11 @@ static int omp_get_num_threads(void) { return 1; }
 #include "../../core/cpu.h"
 #include "../../core/error.h"
 #include "gemm.h"
+#include "gemm_int.h"
 #include "simd.h"
 
-#define NR KEEL_GEMM_NR /* columns of a panel (64) */
-#define MR 6       /* rows of a register tile */
-#define KC 192     /* rows of a panel chunk past the budget (super-chunks) */
-#define KCF 1024   /* the most rows of a chunk otherwise */
-#define MC 48      /* rows of A per block */
-#define L2B 524288 /* bytes of packed B a thread keeps (in L2) */
-
 /* A per-thread buffer that only grows. */
-static float *scratch(float **buf, size_t *cap, size_t n) {
+float *keel_gemm_grow(float **buf, size_t *cap, size_t n) {
   if (n > *cap) {
     free(*buf);
     *buf = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
@@ -84,25 +79,19 @@ static float *scratch(float **buf, size_t *cap, size_t n) {
   return *buf;
 }
 
-/* Each thread's packing buffers and the ops' scratch, freed when the thread ends. */
-typedef struct bufs {
-  float *a, *b, *row, *part, *ct, *op[2];
-  size_t a_cap, b_cap, row_cap, part_cap, ct_cap, op_cap[2];
-} bufs;
-
 static pthread_key_t bufs_key;
 static pthread_once_t bufs_once = PTHREAD_ONCE_INIT;
 
 static void bufs_free(void *p) {
-  bufs *t = p;
+  keel_gemm_bufs *t = p;
   free(t->a), free(t->b), free(t->row), free(t->part), free(t->ct), free(t->op[0]), free(t->op[1]), free(t);
 }
 
 static void bufs_init(void) { pthread_key_create(&bufs_key, bufs_free); }
 
-static bufs *my_bufs(void) {
+keel_gemm_bufs *keel_gemm_my_bufs(void) {
   pthread_once(&bufs_once, bufs_init);
-  bufs *t = pthread_getspecific(bufs_key);
+  keel_gemm_bufs *t = pthread_getspecific(bufs_key);
   if (!t) {
     t = calloc(1, sizeof *t);
     if (!t) abort();
@@ -112,8 +101,8 @@ static bufs *my_bufs(void) {
 }
 
 float *keel_cpu_scratch(int slot, size_t n) {
-  bufs *t = my_bufs();
-  return scratch(&t->op[slot], &t->op_cap[slot], n);
+  keel_gemm_bufs *t = keel_gemm_my_bufs();
+  return keel_gemm_grow(&t->op[slot], &t->op_cap[slot], n);
 }
 
 /* Rows [js, js + J) of B's columns [s0, s0 + 64) into a panel. */
@@ -128,9 +117,9 @@ KERNEL static void pack_panel(float *dst, const keel_gemm_b *b, int js, int J, i
     return;
   }
   if (b->w) { /* typed weight: row s of w is column s of B; 16 rows dequantised, then 16 x 16 transposes */
-    bufs *t = my_bufs();
+    keel_gemm_bufs *t = keel_gemm_my_bufs();
     int j16 = J & ~15;
-    float *rows = scratch(&t->row, &t->row_cap, (size_t)16 * J); /* 16 rows of J: columns [js, js + J) */
+    float *rows = keel_gemm_grow(&t->row, &t->row_cap, (size_t)16 * J); /* 16 rows of J: columns [js, js + J) */
     for (int c0 = 0; c0 < NR; c0 += 16) {
       int n = w - c0 < 16 ? (w - c0 > 0 ? w - c0 : 0) : 16;
       for (int c = 0; c < n; c++) keel_cpu_wmat_row(rows + (long)c * J, b->w, s0 + c0 + c, js, js + J);
@@ -207,14 +196,6 @@ static void pack_a(float *ap, const float *a, long a_rs, long a_cs, int R, int j
     }                                                                                   \
   }
 
-/* Lines a tile fetches besides its own (the next panel's source in B, for the packing to come, or
- * the C a few-rows product is copied into): n of them, `per` in each row, rows rs bytes apart from
- * p. */
-typedef struct ahead {
-  const char *p;
-  long rs;
-  int n, per;
-} ahead;
 
 /* C (rows x cols) += A (rows x J) B (J x NR, a panel chunk), or = with acc 0,
  * A(r, j) = a[r*a_rs + j*a_cs] with the strides constant in each caller: rows in place
@@ -478,165 +459,20 @@ void keel_cpu_gemm_pack(float *dst, long ps, const keel_gemm_b *b, int J, int S)
   for (int p = 0; p < (S + NR - 1) / NR; p++) pack_panel(dst + (long)p * ps, b, 0, J, p * NR, S);
 }
 
-/* Columns [s0, s0 + n) of C (R rows) into C^T's rows (ct, n x R), or back into C, written or
- * added: 16 x 16 register transposes, on every thread (a scalar loop on the calling thread had
- * cost more than the transposed product saved at 128 rows; adding into C column by column, 8%
- * of the head's dw). */
-enum { CT_FROM_C, CT_TO_C, CT_ADD_TO_C };
-static void c_transposed(float *c, long ldc, float *ct, int R, int s0, int n, int mode) {
-  keel_transpose_fn *tr = keel_cpu_transpose16();
-#pragma omp parallel for schedule(static)
-  for (int r0 = 0; r0 < R; r0 += 16)
-    for (int i0 = 0; i0 < n; i0 += 16) {
-      int nr = R - r0 < 16 ? R - r0 : 16, ni = n - i0 < 16 ? n - i0 : 16;
-      float *x = c + (long)r0 * ldc + s0 + i0, *y = ct + (long)i0 * R + r0;
-      if (mode == CT_FROM_C) {
-        keel_cpu_transpose_block(tr, y, R, x, ldc, nr, ni);
-      } else if (mode == CT_TO_C) {
-        keel_cpu_transpose_block(tr, x, ldc, y, R, ni, nr);
-      } else { /* through a block in L1, then added row by row, in whole vectors where they fit */
-        float blk[16 * 16];
-        keel_cpu_transpose_block(tr, blk, 16, y, R, ni, nr);
-        for (int r = 0; r < nr; r++) {
-          float *cr = x + (long)r * ldc;
-          if (ni == 16) *(v16 *)cr += *(const v16 *)(blk + r * 16);
-          else
-            for (int i = 0; i < ni; i++) cr[i] += blk[r * 16 + i];
-        }
-      }
-    }
-}
-
-/* Few rows of A in place against a float B used as W^T (its columns contiguous: a weight), up to
- * 256 on AVX-512 and 64 on the others: the product runs transposed, C^T = B^T A^T, so the weight
- * is read in place as the A side and only the few rows are packed, transposed, as the B side;
- * C^T (holding C first when accumulating) is copied back into C. Packing the weight (J x S,
- * 16 x 16 transposes) had cost a small expert's forward GEMM as much as its arithmetic; at 128
- * rows, its weight fresh from memory, the transposed product is 1.2x faster (160 rows 1.1x;
- * AVX2, whose narrower tiles read the weight's rows four times, 0.9x). While C^T is computed its
- * tiles fetch the lines of C it is copied into (when C fits L2): an expert's outputs, fresh
- * rows of a large array, had cost the copy a stall on every line (experts' forward, 64-128 rows,
- * activations cold as in training: 1.03-1.08x). Every C element sums the same products in the
- * same order, so the bits are those of the plain path. */
-static int few_rows(long a_cs, const keel_gemm_b *b, int R, int S) {
-  return a_cs == 1 && !b->packed && !b->w && b->rs == 1 && b->cs != 1 && 2 * R <= S &&
-         R <= (keel_cpu_isa() == KEEL_ISA_AVX512 ? 256 : 64);
-}
-
-/* The same for a typed weight used as W^T (a short prompt's prefill, 32 to 128 rows): blocks of
- * TB weight rows are dequantised into floats in L2, each block then the A side of C^T = W A^T,
- * so the weight is dequantised once and never transposed into panels (which had cost more than
- * the arithmetic: int8 at 32 rows ran at half the float weights' speed; past 128 rows, no gain).
- * A^T is packed once for all blocks when a panel fits the budget (J up to 2048); past it each
- * block's GEMM takes the super-chunks and parts of J that the plain path takes. Every element
- * sums the same products in the same order as the plain path: the same bits. */
-#define TB 48
-static int few_rows_typed(long a_cs, const keel_gemm_b *b, int R, int S) {
-  return a_cs == 1 && !b->packed && b->w && !b->w_rows && R <= 128 && 2 * R <= S;
-}
-
-static void gemm_few_typed(float *c, long ldc, const float *a, long a_rs, const keel_gemm_b *b, int R, int J, int S,
-                           int acc) {
-  keel_gemm_b at = keel_gemm_f32(a, 1, a_rs); /* B'(j, r) = A(r, j) */
-  if ((long)J * NR <= L2B / (long)sizeof(float)) {
-    long ps = (long)J * NR;
-    bufs *mine = my_bufs();
-    float *ap = scratch(&mine->a, &mine->a_cap, (size_t)ps * ((R + NR - 1) / NR)); /* one or two panels */
-    keel_cpu_gemm_pack(ap, ps, &at, J, R);
-    at = keel_gemm_packed(ap, ps);
-  }
-#pragma omp parallel
-  {
-    bufs *t = my_bufs();
-    float *wf = scratch(&t->row, &t->row_cap, (size_t)TB * J), *ct = scratch(&t->ct, &t->ct_cap, (size_t)TB * R);
-#pragma omp for schedule(dynamic)
-    for (int s0 = 0; s0 < S; s0 += TB) {
-      int n = S - s0 < TB ? S - s0 : TB;
-      for (int i = 0; i < n; i++) keel_cpu_wmat_row(wf + (long)i * J, b->w, s0 + i, 0, J);
-      if (acc) c_transposed(c, ldc, ct, R, s0, n, CT_FROM_C); /* C^T's rows s0.. hold C first when accumulating */
-      keel_cpu_gemm(ct, R, wf, J, 1, &at, n, J, R, acc);
-      c_transposed(c, ldc, ct, R, s0, n, CT_TO_C);
-    }
-  }
-}
-
-/* A read down its columns (a weight's gradient, dout^T x) with many more rows than C has
- * columns: the head's, 32000 x 1024 times 1024 x 512. Taken as it is, A (the logits' gradient,
- * 131 MB) would be packed whole and then streamed from memory once per group of B's panels.
- * Instead each block of WIDE rows of C runs transposed on one thread, C^T = B^T A^T: B^T
- * (small, transposed once for all blocks) is read in place as the A side, the block's columns
- * of A^T are packed as B's panels (A read once, row by row), and the block's C^T, in L2, is
- * transposed into C. Head dw, two threads: 9% faster (the median of 41 pairs); one thread: the
- * same. From 4 times more rows than columns (MLA's kv_b dw, 1024 x 1024 x 128: 1.17x; 2048 x
- * 1024 x 256 1.09x); at 2-3 times, 0.88-1.00x. Each block's sums run in one fixed order, so the
- * bits do not depend on the threads. */
-#define WIDE 128
-static int wide_rows(long a_rs, long a_cs, const keel_gemm_b *b, int R, int S) {
-  return a_rs == 1 && a_cs != 1 && !b->packed && !b->w && b->cs == 1 && R >= 4 * S;
-}
-
-static void gemm_wide(float *c, long ldc, const float *a, long a_cs, const keel_gemm_b *b, int R, int J, int S,
-                      int acc) {
-  long lb = (J + 15) / 16 * 16 + 16; /* B^T's row stride: not a multiple of 4 KB (its rows in one L1 set) */
-  bufs *mine = my_bufs();
-  float *bt = scratch(&mine->a, &mine->a_cap, (size_t)S * lb);
-  keel_transpose_fn *tr = keel_cpu_transpose16();
-#pragma omp parallel for schedule(static)
-  for (int s0 = 0; s0 < S; s0 += 16)
-    for (int j0 = 0; j0 < J; j0 += 16)
-      keel_cpu_transpose_block(tr, bt + (long)s0 * lb + j0, lb, b->b + (long)j0 * b->rs + s0, b->rs,
-                               J - j0 < 16 ? J - j0 : 16, S - s0 < 16 ? S - s0 : 16);
-#pragma omp parallel
-  {
-    bufs *t = my_bufs();
-    float *ct = scratch(&t->ct, &t->ct_cap, (size_t)S * WIDE); /* the block's C^T, S x w */
-#pragma omp for schedule(dynamic)
-    for (int r0 = 0; r0 < R; r0 += WIDE) {
-      int w = R - r0 < WIDE ? R - r0 : WIDE;
-      keel_gemm_b at = keel_gemm_f32(a + r0, a_cs, 1); /* A^T's columns [r0, r0 + w) */
-      keel_cpu_gemm(ct, w, bt, lb, 1, &at, S, J, w, 0);
-      c_transposed(c + (long)r0 * ldc, ldc, ct, w, 0, S, acc ? CT_ADD_TO_C : CT_TO_C);
-    }
-  }
-}
-
 /* warm: lines for the tiles to fetch besides their own, spread over those that fetch no panel's
  * source (few_rows: the C that C^T is copied into next) */
-static void gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, const keel_gemm_b *b, int R, int J,
-                 int S, int acc, ahead warm);
 void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, const keel_gemm_b *b, int R, int J,
                    int S, int acc) {
-  gemm(c, ldc, a, a_rs, a_cs, b, R, J, S, acc, (ahead){0});
+  keel_gemm_run(c, ldc, a, a_rs, a_cs, b, R, J, S, acc, (ahead){0});
 }
 
-static void gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, const keel_gemm_b *b, int R, int J,
-                 int S, int acc, ahead warm) {
+void keel_gemm_run(float *c, long ldc, const float *a, long a_rs, long a_cs, const keel_gemm_b *b, int R, int J,
+                   int S, int acc, ahead warm) {
   int np = (S + NR - 1) / NR, nb = (R + MR - 1) / MR;
   if (J == 0 && !acc)
     for (int r = 0; r < R; r++) memset(c + (long)r * ldc, 0, (size_t)S * sizeof *c);
   if (R <= 0 || J <= 0 || S <= 0) return;
-  if (wide_rows(a_rs, a_cs, b, R, S)) {
-    gemm_wide(c, ldc, a, a_cs, b, R, J, S, acc);
-    return;
-  }
-  if (few_rows_typed(a_cs, b, R, S)) {
-    gemm_few_typed(c, ldc, a, a_rs, b, R, J, S, acc);
-    return;
-  }
-  if (few_rows(a_cs, b, R, S)) {
-    bufs *mine = my_bufs();
-    float *ct = scratch(&mine->ct, &mine->ct_cap, (size_t)S * R); /* C^T, S x R */
-    if (acc) c_transposed(c, ldc, ct, R, 0, S, CT_FROM_C);
-    keel_gemm_b at = keel_gemm_f32(a, 1, a_rs); /* B'(j, r) = A(r, j) */
-    ahead cw = {0};
-    if ((long)R * S * (long)sizeof(float) <= L2B) { /* C's rows (each line a row touches), fetched as C^T is computed */
-      int per = (int)((S * (long)sizeof(float) + 63) / 64) + 1;
-      cw = (ahead){(const char *)c, ldc * (long)sizeof(float), R * per, per};
-    }
-    gemm(ct, R, b->b, b->cs, 1, &at, S, J, R, acc, cw);
-    c_transposed(c, ldc, ct, R, 0, S, CT_TO_C);
-    return;
-  }
+  if (keel_gemm_transposed(c, ldc, a, a_rs, a_cs, b, R, J, S, acc)) return;
   /* budget: floats of packed B a thread keeps. Past it (one panel of J rows does not fit), B is
    * packed in super-chunks of J, and J is also split in nk parts of kp rows: part 0 adds into
    * C, part k > 0 into its own R x S buffer, added to C in order at the end. The parts depend
@@ -649,8 +485,8 @@ static void gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, const
   int nch = (J + KCF - 1) / KCF, kcs = super ? KC : (J + nch - 1) / nch;
   float *ap = NULL;
   if (a_cs != 1) { /* A is read down its columns: pack it, chunk by chunk */
-    bufs *mine = my_bufs();
-    ap = scratch(&mine->a, &mine->a_cap, (size_t)nb * J * MR);
+    keel_gemm_bufs *mine = keel_gemm_my_bufs();
+    ap = keel_gemm_grow(&mine->a, &mine->a_cap, (size_t)nb * J * MR);
     for (int j0 = 0; j0 < J; j0 += kcs)
       pack_a(ap + (long)nb * j0 * MR, a, a_rs, a_cs, R, j0, J - j0 < kcs ? J - j0 : kcs);
   }
@@ -661,8 +497,8 @@ static void gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, const
     kp = ((J + nk - 1) / nk + KC - 1) / KC * KC;
     nk = (J + kp - 1) / kp;
     if (nk > 1) {
-      bufs *mine = my_bufs();
-      part = scratch(&mine->part, &mine->part_cap, (size_t)(nk - 1) * R * S);
+      keel_gemm_bufs *mine = keel_gemm_my_bufs();
+      part = keel_gemm_grow(&mine->part, &mine->part_cap, (size_t)(nk - 1) * R * S);
     }
   }
   const tiles *tk = the_tiles();
@@ -670,7 +506,7 @@ static void gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, const
 #pragma omp parallel
   {
     int nt = omp_get_num_threads();
-    bufs *t = my_bufs();
+    keel_gemm_bufs *t = keel_gemm_my_bufs();
     /* a group: as many panels of J rows as fit the budget; past it, a thread's share of the
      * panels (at most `most`, the panels of one chunk each that fit) in super-chunks of jc rows;
      * then groups of equal size */
@@ -690,6 +526,7 @@ static void gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, const
     if (nt > 1 && !super && ng < 4 * nt) {
       nr = (4 * nt + ng - 1) / ng;
       if (nr > R / (4 * MC)) nr = R / (4 * MC) > 1 ? R / (4 * MC) : 1;
+      while (nr > 1 && ng * nr > nt && ng * nr % nt) nr--; /* as many units for each thread */
       if (ng * nr < nt) { /* a thread would be idle: ranges of fewer blocks, one per thread */
         nr = (nt + ng - 1) / ng;
         if (nr > (R + MC - 1) / MC) nr = (R + MC - 1) / MC;
@@ -700,15 +537,21 @@ static void gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, const
      * 384 x 128 1.26x, dx 128 x 1024 x 384 1.22x; the sums do not change) */
     if (nr == 1 && nt > 1 && !super && !b->packed && ng < 4 * nt)
       while (ng % nt && gp > 1) gp--, ng = (np + gp - 1) / gp, gp = (np + ng - 1) / ng;
-    int rstep = ((R + nr - 1) / nr + MC - 1) / MC * MC, held = -1; /* held: the group packed in t->b */
-    nr = (R + rstep - 1) / rstep;
+    /* the ranges: the row blocks shared out, the larger ranges first (R 1024, 4 ranges: 6, 6, 5
+     * and 5 blocks, not 6, 6, 6 and 4: one thread had waited on the other for a fifth of the
+     * time, and with 5 ranges for two threads for 38% of it, MLA's kv_b forward) */
+    int nbk = (R + MC - 1) / MC, held = -1; /* held: the group packed in t->b */
+    if (nr > nbk) nr = nbk;
+    int bq = nbk / nr, brem = nbk % nr;
     for (;;) {
       int u;
 #pragma omp atomic capture
       u = unit++;
       if (u >= ng * nr * nk) break;
-      int g = u / (nr * nk), g0 = g * gp, g1 = g0 + gp < np ? g0 + gp : np, r_lo = u / nk % nr * rstep;
-      int r_hi = R - r_lo < rstep ? R : r_lo + rstep, k = u % nk, j_lo = k * kp, j_hi = J - j_lo < kp ? J : j_lo + kp;
+      int g = u / (nr * nk), g0 = g * gp, g1 = g0 + gp < np ? g0 + gp : np, ri = u / nk % nr;
+      int r_lo = (ri * bq + (ri < brem ? ri : brem)) * MC, r_hi = r_lo + (bq + (ri < brem)) * MC;
+      if (r_hi > R) r_hi = R;
+      int k = u % nk, j_lo = k * kp, j_hi = J - j_lo < kp ? J : j_lo + kp;
       float *cu = k ? part + (size_t)(k - 1) * R * S : c; /* this unit's C, row stride lc */
       long lc = k ? S : ldc;
       int acc0 = k ? 0 : acc; /* whether the part's first chunk adds */
@@ -725,7 +568,7 @@ static void gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, const
            * its source fetched by the tiles of the panel before: an expert's dx, its weight
            * fresh from memory, 64-480 rows, 1.15-1.02x; 1024 rows gained nothing */
           lazy = !super && R <= 512;
-          float *mine = scratch(&t->b, &t->b_cap, (size_t)(g1 - g0) * jn * NR);
+          float *mine = keel_gemm_grow(&t->b, &t->b_cap, (size_t)(g1 - g0) * jn * NR);
           for (int p = g0; p < (lazy ? g0 + 1 : g1); p++)
             pack_panel(mine + (long)(p - g0) * jn * NR, b, js, jn, p * NR, S);
           bp = mine, held = super ? -1 : g;
