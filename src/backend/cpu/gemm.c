@@ -42,8 +42,9 @@
  * one idle for 10-15% of the head's GEMMs in a training step. Groups are
  * split by rows only when there are fewer than four per thread, into ranges
  * of at least four blocks (each range packs the group's B again) and as many
- * units for each thread, or fewer blocks when a thread would otherwise be idle (an expert-sized dw, 352 x 256 x 512,
- * one group: 1.8x faster on two threads). A C element
+ * units for each thread, or of fewer blocks when a thread would otherwise be
+ * idle (an expert-sized dw, 352 x 256 x 512, one group: 1.8x faster on two
+ * threads). A C element
  * is summed over the chunks in order within one unit, so results do not
  * depend on the thread count.
  * Packing buffers belong to each thread and are kept between calls.
@@ -195,7 +196,6 @@ static void pack_a(float *ap, const float *a, long a_rs, long a_cs, int R, int j
       for (; k < cols; k++) cr[k] = (acc ? cr[k] : 0.0f) + t[k / 16][k % 16];           \
     }                                                                                   \
   }
-
 
 /* C (rows x cols) += A (rows x J) B (J x NR, a panel chunk), or = with acc 0,
  * A(r, j) = a[r*a_rs + j*a_cs] with the strides constant in each caller: rows in place
@@ -459,8 +459,6 @@ void keel_cpu_gemm_pack(float *dst, long ps, const keel_gemm_b *b, int J, int S)
   for (int p = 0; p < (S + NR - 1) / NR; p++) pack_panel(dst + (long)p * ps, b, 0, J, p * NR, S);
 }
 
-/* warm: lines for the tiles to fetch besides their own, spread over those that fetch no panel's
- * source (few_rows: the C that C^T is copied into next) */
 void keel_cpu_gemm(float *c, long ldc, const float *a, long a_rs, long a_cs, const keel_gemm_b *b, int R, int J,
                    int S, int acc) {
   keel_gemm_run(c, ldc, a, a_rs, a_cs, b, R, J, S, acc, (ahead){0});
