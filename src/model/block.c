@@ -262,7 +262,7 @@ static void moe_backward(keel_model *m, const keel_layer_w *w, keel_layer_w *g, 
     int r = A->slot[a], n = a / K;
     const float *dyr = dy + (size_t)n * d, *eo = A->eo + (size_t)r * d;
     float *dr = deo + (size_t)r * d, gk = A->gw[a], s = 0;
-#pragma omp simd reduction(+ : s) /* in vector lanes: as one chain of adds it had cost a bench-b step 8 ms */
+#pragma omp simd reduction(+ : s) /* in vector lanes (one chain of adds: 0.35% of a bench-b step, now 0.24%) */
     for (int i = 0; i < d; i++) {
       dr[i] = gk * dyr[i];
       s += dyr[i] * eo[i];
