@@ -161,22 +161,28 @@ KERNEL static void pack_panel(float *dst, const keel_gemm_b *b, int js, int J, i
 
 /* A chunk of A packed as MR-row micro-panels, ap[rb][j][0..MR) for j in
  * [j0, j0 + kc), zero-padded, so that one chunk is one sequential stream. */
+static void pack_a_block(float *ap, const float *a, long a_rs, long a_cs, int R, int j0, int kc, int rb) {
+  float *d = ap + (long)rb * kc * MR;
+  int rows = R - rb * MR < MR ? R - rb * MR : MR;
+  const float *s = a + (long)rb * MR * a_rs + (long)j0 * a_cs;
+  if (rows == MR && a_rs == 1) { /* the MR values of a column are contiguous */
+    for (int j = 0; j < kc; j++) memcpy(d + (long)j * MR, s + (long)j * a_cs, MR * sizeof *d);
+    return;
+  }
+  for (int j = 0; j < kc; j++) {
+    for (int r = 0; r < rows; r++) d[(long)j * MR + r] = s[r * a_rs + j * a_cs];
+    for (int r = rows; r < MR; r++) d[(long)j * MR + r] = 0.0f;
+  }
+}
+
 static void pack_a(float *ap, const float *a, long a_rs, long a_cs, int R, int j0, int kc) {
   int nb = (R + MR - 1) / MR;
-#pragma omp parallel for schedule(static)
-  for (int rb = 0; rb < nb; rb++) {
-    float *d = ap + (long)rb * kc * MR;
-    int rows = R - rb * MR < MR ? R - rb * MR : MR;
-    const float *s = a + (long)rb * MR * a_rs + (long)j0 * a_cs;
-    if (rows == MR && a_rs == 1) { /* the MR values of a column are contiguous */
-      for (int j = 0; j < kc; j++) memcpy(d + (long)j * MR, s + (long)j * a_cs, MR * sizeof *d);
-      continue;
-    }
-    for (int j = 0; j < kc; j++) {
-      for (int r = 0; r < rows; r++) d[(long)j * MR + r] = s[r * a_rs + j * a_cs];
-      for (int r = rows; r < MR; r++) d[(long)j * MR + r] = 0.0f;
-    }
+  if (omp_in_parallel()) { /* on this thread alone, without a region of one thread */
+    for (int rb = 0; rb < nb; rb++) pack_a_block(ap, a, a_rs, a_cs, R, j0, kc, rb);
+    return;
   }
+#pragma omp parallel for schedule(static)
+  for (int rb = 0; rb < nb; rb++) pack_a_block(ap, a, a_rs, a_cs, R, j0, kc, rb);
 }
 
 /* Row r of a register tile, its n accumulators x0.. (16 columns each, the first `cols` of them
@@ -659,7 +665,7 @@ void keel_gemm_run(float *c, long ldc, const float *a, long a_rs, long a_cs, con
   }
   job jb = {c, ap, part, a, b, ldc, a_rs, budget, most, R, J, S, acc, np, nb, super, nk, kp, kcs, warm, the_tiles(), 0};
   /* a thread's own GEMM (an expert's, an attention head's) opens no region of one thread: about
-   * 1 us each, 2-3% of the attention core's time (9 layers, 12 pairs of runs: forward 0.970x,
+   * 1 us each, 2-3% of the attention core's time (9 layers, 6 pairs of runs: forward 0.970x,
    * backward 0.976x) */
   if (omp_in_parallel()) {
     run_units(&jb, 1);

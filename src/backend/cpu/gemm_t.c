@@ -2,7 +2,11 @@
  * it: few rows of A against a weight used as W^T (float or typed), and a weight's gradient read
  * down many more rows than C has columns. Each C element sums the same products in the same
  * order as the plain path. */
-#include <stdlib.h>
+#ifdef _OPENMP
+#include <omp.h>
+#else /* one thread (the fuzz builds) */
+static int omp_in_parallel(void) { return 0; }
+#endif
 
 #include "../../core/cpu.h"
 #include "gemm.h"
@@ -14,28 +18,36 @@
  * cost more than the transposed product saved at 128 rows; adding into C column by column, 8%
  * of the head's dw). */
 enum { CT_FROM_C, CT_TO_C, CT_ADD_TO_C };
-static void c_transposed(float *c, long ldc, float *ct, int R, int s0, int n, int mode) {
-  keel_transpose_fn *tr = keel_cpu_transpose16();
-#pragma omp parallel for schedule(static)
-  for (int r0 = 0; r0 < R; r0 += 16)
-    for (int i0 = 0; i0 < n; i0 += 16) {
-      int nr = R - r0 < 16 ? R - r0 : 16, ni = n - i0 < 16 ? n - i0 : 16;
-      float *x = c + (long)r0 * ldc + s0 + i0, *y = ct + (long)i0 * R + r0;
-      if (mode == CT_FROM_C) {
-        keel_cpu_transpose_block(tr, y, R, x, ldc, nr, ni);
-      } else if (mode == CT_TO_C) {
-        keel_cpu_transpose_block(tr, x, ldc, y, R, ni, nr);
-      } else { /* through a block in L1, then added row by row, in whole vectors where they fit */
-        float blk[16 * 16];
-        keel_cpu_transpose_block(tr, blk, 16, y, R, ni, nr);
-        for (int r = 0; r < nr; r++) {
-          float *cr = x + (long)r * ldc;
-          if (ni == 16) *(v16 *)cr += *(const v16 *)(blk + r * 16);
-          else
-            for (int i = 0; i < ni; i++) cr[i] += blk[r * 16 + i];
-        }
+/* C's rows [r0, r0 + 16) of that */
+static void ct_rows(float *c, long ldc, float *ct, int R, int s0, int n, int mode, keel_transpose_fn *tr, int r0) {
+  for (int i0 = 0; i0 < n; i0 += 16) {
+    int nr = R - r0 < 16 ? R - r0 : 16, ni = n - i0 < 16 ? n - i0 : 16;
+    float *x = c + (long)r0 * ldc + s0 + i0, *y = ct + (long)i0 * R + r0;
+    if (mode == CT_FROM_C) {
+      keel_cpu_transpose_block(tr, y, R, x, ldc, nr, ni);
+    } else if (mode == CT_TO_C) {
+      keel_cpu_transpose_block(tr, x, ldc, y, R, ni, nr);
+    } else { /* through a block in L1, then added row by row, in whole vectors where they fit */
+      float blk[16 * 16];
+      keel_cpu_transpose_block(tr, blk, 16, y, R, ni, nr);
+      for (int r = 0; r < nr; r++) {
+        float *cr = x + (long)r * ldc;
+        if (ni == 16) *(v16 *)cr += *(const v16 *)(blk + r * 16);
+        else
+          for (int i = 0; i < ni; i++) cr[i] += blk[r * 16 + i];
       }
     }
+  }
+}
+
+static void c_transposed(float *c, long ldc, float *ct, int R, int s0, int n, int mode) {
+  keel_transpose_fn *tr = keel_cpu_transpose16();
+  if (omp_in_parallel()) { /* on this thread alone, without a region of one thread */
+    for (int r0 = 0; r0 < R; r0 += 16) ct_rows(c, ldc, ct, R, s0, n, mode, tr, r0);
+    return;
+  }
+#pragma omp parallel for schedule(static)
+  for (int r0 = 0; r0 < R; r0 += 16) ct_rows(c, ldc, ct, R, s0, n, mode, tr, r0);
 }
 
 /* Few rows of A in place against a float B used as W^T (its columns contiguous: a weight), up to
