@@ -54,12 +54,6 @@
  * rows ran up to 8% faster than 192 on the training shapes, slower on none (the head's dx, a
  * super-chunk GEMM, is unchanged), and 2048 no faster than 1024.) */
 #include <pthread.h>
-#ifdef _OPENMP
-#include <omp.h>
-#else /* one thread (the fuzz builds) */
-static int omp_get_num_threads(void) { return 1; }
-static int omp_in_parallel(void) { return 0; }
-#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -487,10 +481,9 @@ typedef struct job {
   float *c, *ap, *part;
   const float *a;
   const keel_gemm_b *b;
-  long ldc, a_rs, budget, most;
-  int R, J, S, acc, np, nb, super, nk, kp, kcs;
+  long ldc, a_rs;
+  int R, J, S, acc, super, nk, kp, kcs;
   ahead warm;
-  const tiles *tk;
   int unit; /* the next unit of work, handed to whichever thread is free */
 } job;
 
@@ -499,11 +492,11 @@ static void run_units(job *j, int nt) {
   float *c = j->c, *ap = j->ap, *part = j->part;
   const float *a = j->a;
   const keel_gemm_b *b = j->b;
-  long ldc = j->ldc, a_rs = j->a_rs, budget = j->budget, most = j->most;
-  int R = j->R, J = j->J, S = j->S, acc = j->acc, np = j->np, nb = j->nb, super = j->super, nk = j->nk, kp = j->kp,
-      kcs = j->kcs;
+  long ldc = j->ldc, a_rs = j->a_rs, budget = L2B / (long)sizeof(float), most = budget / ((long)KC * NR);
+  int R = j->R, J = j->J, S = j->S, acc = j->acc, super = j->super, nk = j->nk, kp = j->kp, kcs = j->kcs;
+  int np = (S + NR - 1) / NR, nb = (R + MR - 1) / MR;
   ahead warm = j->warm;
-  const tiles *tk = j->tk;
+  const tiles *tk = the_tiles();
   keel_gemm_bufs *t = keel_gemm_my_bufs();
   /* a group: as many panels of J rows as fit the budget; past it, a thread's share of the
    * panels (at most `most`, the panels of one chunk each that fit) in super-chunks of jc rows;
@@ -630,7 +623,7 @@ static void run_units(job *j, int nt) {
 
 void keel_gemm_run(float *c, long ldc, const float *a, long a_rs, long a_cs, const keel_gemm_b *b, int R, int J,
                    int S, int acc, ahead warm) {
-  int np = (S + NR - 1) / NR, nb = (R + MR - 1) / MR;
+  int nb = (R + MR - 1) / MR;
   if (J == 0 && !acc)
     for (int r = 0; r < R; r++) memset(c + (long)r * ldc, 0, (size_t)S * sizeof *c);
   if (R <= 0 || J <= 0 || S <= 0) return;
@@ -640,7 +633,7 @@ void keel_gemm_run(float *c, long ldc, const float *a, long a_rs, long a_cs, con
    * C, part k > 0 into its own R x S buffer, added to C in order at the end. The parts depend
    * on the shape only, so the sums do not depend on the thread count; they give a few large
    * units more, smaller ones. */
-  long budget = L2B / (long)sizeof(float), most = budget / ((long)KC * NR);
+  long budget = L2B / (long)sizeof(float);
   int super = !b->packed && (long)J * NR > budget, nk = 1, kp = J;
   /* chunks of equal depth, at most KCF (J 1100: two of 550, not 1024 and 76, whose short tiles
    * would run at a fraction of the others' speed); past the budget, KC exactly */
@@ -663,7 +656,7 @@ void keel_gemm_run(float *c, long ldc, const float *a, long a_rs, long a_cs, con
       part = keel_gemm_grow(&mine->part, &mine->part_cap, (size_t)(nk - 1) * R * S);
     }
   }
-  job jb = {c, ap, part, a, b, ldc, a_rs, budget, most, R, J, S, acc, np, nb, super, nk, kp, kcs, warm, the_tiles(), 0};
+  job jb = {c, ap, part, a, b, ldc, a_rs, R, J, S, acc, super, nk, kp, kcs, warm, 0};
   /* a thread's own GEMM (an expert's, an attention head's) opens no region of one thread: about
    * 1 us each, 2-3% of the attention core's time (9 layers, 6 pairs of runs: forward 0.970x,
    * backward 0.976x) */

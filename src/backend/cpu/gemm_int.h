@@ -4,6 +4,12 @@
 #define KEEL_BACKEND_CPU_GEMM_INT_H
 
 #include <stddef.h>
+#ifdef _OPENMP
+#include <omp.h>
+#else /* one thread (the fuzz builds) */
+static inline int omp_get_num_threads(void) { return 1; }
+static inline int omp_in_parallel(void) { return 0; }
+#endif
 
 #include "gemm.h"
 

@@ -2,12 +2,6 @@
  * it: few rows of A against a weight used as W^T (float or typed), and a weight's gradient read
  * down many more rows than C has columns. Each C element sums the same products in the same
  * order as the plain path. */
-#ifdef _OPENMP
-#include <omp.h>
-#else /* one thread (the fuzz builds) */
-static int omp_in_parallel(void) { return 0; }
-#endif
-
 #include "../../core/cpu.h"
 #include "gemm.h"
 #include "gemm_int.h"
