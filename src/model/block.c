@@ -197,11 +197,19 @@ static void moe_forward(keel_model *m, int layer, const keel_layer_w *w, keel_la
   for (int a = 0; a < N * K; a++)
     memcpy(A->ein + (size_t)A->slot[a] * d, A->ln2 + (size_t)(a / K) * d, (size_t)d * sizeof(float));
   for (int e = 0; e < E && train == 1; e++) m->load[(size_t)layer * E + e] += (float)(offs[e + 1] - offs[e]);
-  /* experts in parallel, each expert's GEMMs on one thread (the grouped GEMMs; sums keep their order) */
+  /* experts in parallel, each expert's GEMMs on one thread (the grouped GEMMs; sums keep their
+   * order), the largest first: the shared experts (all N rows, into so), then the routed ones by
+   * load. The shared experts had run after them on both threads, GEMMs of few columns cut into
+   * units a thread each, at 77% of the peak against the routed ones' 82%. */
+  float *so = m->ws; /* (N, d), free in the forward */
   int ord[E];
   by_load(ord, offs, E);
 #pragma omp parallel for schedule(dynamic)
-  for (int i = 0; i < E; i++) {
+  for (int i = -(S > 0); i < E; i++) {
+    if (i < 0) {
+      swiglu_ffn(m, so, A->ln2, w->s_gate, w->s_up, w->s_down, A->sg, A->su, A->sh, N, S * Ie, 0);
+      continue;
+    }
     int e = ord[i], r0 = offs[e], cnt = offs[e + 1] - offs[e];
     if (!cnt) continue;
     swiglu_ffn(m, A->eo + (size_t)r0 * d, A->ein + (size_t)r0 * d, w->e_gate + (size_t)e * Ie * d,
@@ -217,8 +225,9 @@ static void moe_forward(keel_model *m, int layer, const keel_layer_w *w, keel_la
       float gk = A->gw[n * K + k];
       for (int i = 0; i < d; i++) yr[i] += gk * eo[i];
     }
+    if (S) /* the shared experts last, as when their GEMM added into y */
+      for (int i = 0; i < d; i++) yr[i] += so[(size_t)n * d + i];
   }
-  if (S) swiglu_ffn(m, y, A->ln2, w->s_gate, w->s_up, w->s_down, A->sg, A->su, A->sh, N, S * Ie, 1);
   /* sequence-wise balance loss: alpha * mean_b sum_i f_i P_i */
   if (train && m->balance_alpha > 0) {
     double total = 0;
@@ -247,11 +256,8 @@ static void moe_backward(keel_model *m, const keel_layer_w *w, keel_layer_w *g, 
   const keel_backend *be = m->be;
   int N = B * T, d = c->hidden_size, E = c->n_routed_experts, K = c->num_experts_per_tok,
       Ie = c->moe_intermediate_size, S = c->n_shared_experts;
-  if (S) {
-    size_t n = (size_t)N * S * Ie;
-    swiglu_ffn_backward(m, du, dy, A->ln2, w->s_gate, w->s_up, w->s_down, g->s_gate, g->s_up, g->s_down, A->sg, A->su,
-                        A->sh, N, S * Ie, take(cv, n), take(cv, n), take(cv, n));
-  }
+  size_t ns = (size_t)N * S * Ie; /* the shared experts' scratch, zeroed */
+  float *ssh = S ? take(cv, ns) : NULL, *ssg = S ? take(cv, ns) : NULL, *ssu = S ? take(cv, ns) : NULL;
   /* deo and dgw are written whole; dein and the experts' SwiGLU gradients below are zeroed an
    * expert's rows at a time by the thread that runs it, just before, so that they are in its
    * cache when its GEMMs add into them (zeroed all at once, 41 MB, they had gone back to memory
@@ -269,13 +275,19 @@ static void moe_backward(keel_model *m, const keel_layer_w *w, keel_layer_w *g, 
     }
     dgw[a] = s;
   }
-  /* experts in parallel, each on one thread with its own rows of the scratch: the grouped GEMMs */
+  /* experts in parallel, each on one thread with its own rows of the scratch: the grouped GEMMs,
+   * the shared experts first (into du, which the routed experts' rows are added to after) */
   size_t ne = (size_t)N * K * Ie;
   float *sfh = carve(cv, ne), *sfg = carve(cv, ne), *sfu = carve(cv, ne);
   int ord[E];
   by_load(ord, A->offs, E);
 #pragma omp parallel for schedule(dynamic)
-  for (int i = 0; i < E; i++) {
+  for (int i = -(S > 0); i < E; i++) {
+    if (i < 0) {
+      swiglu_ffn_backward(m, du, dy, A->ln2, w->s_gate, w->s_up, w->s_down, g->s_gate, g->s_up, g->s_down, A->sg,
+                          A->su, A->sh, N, S * Ie, ssh, ssg, ssu);
+      continue;
+    }
     int e = ord[i], r0 = A->offs[e], cnt = A->offs[e + 1] - r0;
     if (!cnt) continue;
     size_t o = (size_t)r0 * Ie, ni = (size_t)cnt * Ie * sizeof(float);
