@@ -10,10 +10,10 @@
  * many as fit 512 KiB of packed B, in L2) runs all its chunks, so the block's
  * C tiles stay in L1/L2 over the whole reduction and A's block (48 x J) in
  * L2. When one panel of J rows does not fit that budget (J past 2048, the
- * head's dx), a group is a thread's share of the panels (up to 10), packed
- * and run a super-chunk of whole chunks of KC (192) rows at a time: B is
- * still read from L2, and A, streamed once per group, is streamed once per
- * thread. Such a GEMM (few groups, long ones) also splits J into up to 4
+ * head's dx), a group is a thread's share of the panels (up to 4), packed
+ * and run a super-chunk of whole chunks of KC (512) rows at a time: B is
+ * still read from L2, and A, streamed once per group, is streamed once or
+ * twice per thread. Such a GEMM (few groups, long ones) also splits J into up to 4
  * parts, summed into buffers of their own and added to C in order at the end,
  * so that threads have smaller units to share.
  * A last panel of at most 32 columns (S = 352, the experts' width, ends in
@@ -51,8 +51,11 @@
  * (Block sizes measured side by side, one and two threads. On an AVX-512 CPU with a 48 KiB L1,
  * 192-row chunks, which fit it, with MC 48 were at least as fast as chunks of 96..384 rows and
  * MC 96..1024, within the noise. On one with a 32 KiB L1 and a 1 MiB L2, chunks of up to 1024
- * rows ran up to 8% faster than 192 on the training shapes, slower on none (the head's dx, a
- * super-chunk GEMM, is unchanged), and 2048 no faster than 1024.) */
+ * rows ran up to 8% faster than 192 on the training shapes, slower on none, and 2048 no faster
+ * than 1024; there, super-chunks of one 512-deep chunk, not two of 192, ran the head's dx
+ * (2044 x 32000 x 512) 1.025-1.034x faster on two threads, 1.024x on one, and a 256-row
+ * prefill's down projection (J 4096) 1.04-1.09x; 1024 gained 0.6-2.4% more, streaming A
+ * twice as often.) */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>

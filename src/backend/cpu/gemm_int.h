@@ -15,7 +15,7 @@ static inline int omp_in_parallel(void) { return 0; }
 
 #define NR KEEL_GEMM_NR /* columns of a panel (64) */
 #define MR 6            /* rows of a register tile */
-#define KC 192          /* rows of a panel chunk past the budget (super-chunks) */
+#define KC 512          /* rows of a panel chunk past the budget (super-chunks) */
 #define KCF 1024        /* the most rows of a chunk otherwise */
 #define MC 48           /* rows of A per block */
 #define L2B 524288      /* bytes of packed B a thread keeps (in L2) */
