@@ -256,8 +256,8 @@ static void moe_backward(keel_model *m, const keel_layer_w *w, keel_layer_w *g, 
   const keel_backend *be = m->be;
   int N = B * T, d = c->hidden_size, E = c->n_routed_experts, K = c->num_experts_per_tok,
       Ie = c->moe_intermediate_size, S = c->n_shared_experts;
-  size_t ns = (size_t)N * S * Ie; /* the shared experts' scratch, zeroed */
-  float *ssh = S ? take(cv, ns) : NULL, *ssg = S ? take(cv, ns) : NULL, *ssu = S ? take(cv, ns) : NULL;
+  size_t ns = (size_t)N * S * Ie; /* the shared experts' scratch, zeroed (none without them) */
+  float *ssh = take(cv, ns), *ssg = take(cv, ns), *ssu = take(cv, ns);
   /* deo and dgw are written whole; dein and the experts' SwiGLU gradients below are zeroed an
    * expert's rows at a time by the thread that runs it, just before, so that they are in its
    * cache when its GEMMs add into them (zeroed all at once, 41 MB, they had gone back to memory
